@@ -1,0 +1,27 @@
+# Every target does its own set-up on a fresh machine: it creates .venv and installs dabin.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,slurm]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+demo: $(STAMP)
+	$(BIN)/python -m dabin.demo
+
+bench: $(STAMP)
+	$(BIN)/python experiments/bench_bin.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
