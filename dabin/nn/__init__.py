@@ -1,0 +1,26 @@
+"""Normalization layers and helpers: BIN (eq. 3), the norm switch, gate training, gradient reversal."""
+
+from dabin.nn.bin import BatchInstanceNorm1d, BatchInstanceNorm2d, BatchInstanceNorm3d
+from dabin.nn.convert import NORMS, NormName, check_norm, convert_layer, convert_norm, norm_layer
+from dabin.nn.functional import batch_instance_norm
+from dabin.nn.gates import GateClamp, bin_param_groups, clamp_gates_, gate_parameters
+from dabin.nn.grl import GradientReversal, gradient_reversal
+
+__all__ = [
+    "NORMS",
+    "BatchInstanceNorm1d",
+    "BatchInstanceNorm2d",
+    "BatchInstanceNorm3d",
+    "GateClamp",
+    "GradientReversal",
+    "NormName",
+    "batch_instance_norm",
+    "bin_param_groups",
+    "check_norm",
+    "clamp_gates_",
+    "convert_layer",
+    "convert_norm",
+    "gate_parameters",
+    "gradient_reversal",
+    "norm_layer",
+]

@@ -1,0 +1,97 @@
+"""Training the BIN gates: parameter groups (Section 4) and the clip of eq. (4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from dabin.nn.bin import _BatchInstanceNorm
+
+__all__ = ["GateClamp", "bin_param_groups", "clamp_gates_", "gate_parameters"]
+
+
+def gate_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The trainable gates ``ρ`` of every BIN layer in ``module`` (fixed gates are buffers)."""
+    return [
+        m.gate
+        for m in module.modules()
+        if isinstance(m, _BatchInstanceNorm) and isinstance(m.gate, nn.Parameter)
+    ]
+
+
+def bin_param_groups(
+    module: nn.Module,
+    groups: Iterable[Mapping[str, Any]] | None = None,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    gate_lr_mult: float = 10.0,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups in which the gates train at ``gate_lr_mult × lr`` without decay.
+
+    Section 4 of the paper: "the style gates (ρ) are initialized to 1 and trained with a learning
+    rate multiplied by 10. Weight decay is not applied to the gate parameters." Every other
+    setting of every group is left as it is, so this composes with other group rules (e.g. DANN's
+    pretrained backbone at 1/10 lr): each input group that holds gates is split in two.
+
+    Args:
+        module: The model whose BIN gates are to be found.
+        groups: Existing parameter groups (``{"params": [...], "lr": ...}``); default one group
+            with all of ``module``'s parameters.
+        lr: Learning rate of groups that do not set one.
+        weight_decay: Weight decay of groups that do not set one.
+        gate_lr_mult: Gate learning-rate multiplier.
+
+    Returns:
+        Groups for ``torch.optim`` optimizers, each with explicit ``lr`` and ``weight_decay``.
+    """
+    if groups is None:
+        groups = [{"params": list(module.parameters())}]
+    gate_ids = {id(p) for p in gate_parameters(module)}
+    result: list[dict[str, Any]] = []
+    for group in groups:
+        params = list(group["params"])
+        base = {**group, "lr": group.get("lr", lr), "weight_decay": group.get("weight_decay", weight_decay)}
+        others = [p for p in params if id(p) not in gate_ids]
+        gates = [p for p in params if id(p) in gate_ids]
+        if others:
+            result.append({**base, "params": others})
+        if gates:
+            result.append({**base, "params": gates, "lr": base["lr"] * gate_lr_mult, "weight_decay": 0.0})
+    return result
+
+
+@torch.no_grad()
+def clamp_gates_(module: nn.Module) -> None:
+    """Clip every trainable gate to [0, 1] in place: eq. (4), ``ρ ← clip(ρ − ηΔρ)``."""
+    for gate in gate_parameters(module):
+        gate.clamp_(0.0, 1.0)
+
+
+class GateClamp(pl.Callback):
+    """Clip the gates after every optimizer step (eq. 4).
+
+    The clip hangs on each optimizer's step post-hook rather than on a batch hook, so it follows
+    the optimizer exactly: once per real step under gradient accumulation, after each of several
+    optimizers, under manual optimization, and not at all for a step AMP skips.
+    """
+
+    def __init__(self) -> None:
+        self._handles: list[RemovableHandle] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        clamp_gates_(pl_module)
+        for optimizer in trainer.optimizers:
+            self._handles.append(
+                optimizer.register_step_post_hook(lambda *_: clamp_gates_(pl_module))
+            )
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
