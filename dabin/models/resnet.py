@@ -1,0 +1,163 @@
+"""ResNet-18 with an injected normalization (BN, IN, BN+IN or BIN) and flexible weight loading."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import ResNet, ResNet18_Weights
+from torchvision.models.resnet import BasicBlock
+
+from dabin.errors import DabinError
+from dabin.nn import NormName, check_norm, norm_layer
+
+__all__ = ["WeightsArg", "load_weights", "resnet18"]
+
+#: ``None`` (random init), a torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or a file.
+WeightsArg = str | os.PathLike[str] | None
+
+
+class _ResNet18(ResNet):
+    """torchvision's ResNet-18 (same modules, names and ``forward``) with a settable stem width.
+
+    ``width=64`` is exactly ``torchvision.models.resnet18``; narrower widths scale every stage
+    (w, 2w, 4w, 8w) for quick CPU experiments. ``small_input`` swaps the ImageNet stem (7×7/2 conv
+    + max-pool) for a 3×3/1 conv without pooling, so 32-px images do not shrink to 1×1 maps.
+    """
+
+    def __init__(self, width: int, small_input: bool, norm: Callable[[int], nn.Module]) -> None:
+        nn.Module.__init__(self)  # ResNet.__init__ hard-codes the widths; _make_layer/forward are reused
+        self._norm_layer = norm
+        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+        if small_input:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool: nn.Module = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.bn1 = norm(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(BasicBlock, width, 2)
+        self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
+        self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
+        self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.num_features = 8 * width
+        self.fc: nn.Module = nn.Linear(self.num_features, 1000)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
+def resnet18(
+    *,
+    norm: NormName = "bin",
+    weights: WeightsArg = None,
+    num_classes: int = 1000,
+    small_input: bool = False,
+    width: int = 64,
+) -> ResNet:
+    """ResNet-18 whose every normalization layer is ``norm``.
+
+    Args:
+        norm: ``bn``, ``in`` (ρ = 0), ``bnin`` (ρ = 0.5) or ``bin`` (ρ learned, starts at 1).
+        weights: ``None`` for random init; a torchvision weights name (``"IMAGENET1K_V1"`` or
+            ``"DEFAULT"``), fetched by torchvision (cached under ``$TORCH_HOME``); or the path of
+            a state dict file (a BN or BIN ResNet-18, optionally wrapped as ``{"state_dict": ...}``).
+            Loaded before the classifier is replaced, so any ``num_classes`` works.
+        num_classes: Output classes; ``0`` gives the features-only form, whose output is the
+            ``model.num_features``-d pooled feature (512 at width 64), e.g. for DANN.
+        small_input: 3×3 stride-1 stem without max-pool for tiny (e.g. 32-px) images. Pretrained
+            ``conv1`` weights do not fit it and are left out (a warning says so).
+        width: Channels of the first stage (64 is the standard network; pretrained weights need 64).
+
+    Returns:
+        A ``torchvision.models.ResNet`` (``num_features`` attribute added).
+
+    Raises:
+        DabinError: unknown ``norm``, unknown weights name, a missing or unfitting weights file, or
+            weights that cannot be fetched offline.
+    """
+    check_norm(norm)
+    if width < 1:
+        raise DabinError(f"width must be a positive number of channels, got {width}")
+    if num_classes < 0:
+        raise DabinError(f"num_classes must be >= 0 (0 = features only), got {num_classes}")
+    model = _ResNet18(width, small_input, norm_layer(norm))
+    if weights is not None:
+        if width != 64:
+            raise DabinError(f"pretrained weights need width 64, got width={width} with weights={str(weights)!r}")
+        skip = ("conv1.weight",) if small_input else ()
+        load_weights(model, weights, skip=skip)
+    if num_classes != 1000:
+        model.fc = nn.Linear(model.num_features, num_classes) if num_classes else nn.Identity()
+    return model
+
+
+def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tuple[str, ...] = ()) -> None:
+    """Load ResNet-18 weights by torchvision name or from a file into ``model`` (strictly).
+
+    Args:
+        model: A ResNet-18 as built by :func:`resnet18` with its 1000-way ``fc``.
+        weights: Torchvision weights name or state dict path.
+        skip: Keys to leave at their initial values (e.g. a stem that does not fit).
+
+    Raises:
+        DabinError: as described in :func:`resnet18`.
+    """
+    state = _read_state_dict(weights)
+    if skip:
+        import warnings
+
+        warnings.warn(f"not loading {', '.join(skip)} from {str(weights)!r}: the small-input stem has another shape",
+                      stacklevel=3)
+        state = {k: v for k, v in state.items() if k not in skip}
+    expected = model.state_dict()
+    # A BIN checkpoint's gates are not part of a BN/IN/BN+IN model; everything else must match.
+    state = {k: v for k, v in state.items() if k in expected or not k.endswith(".gate")}
+    missing = [k for k in expected if k not in state and k not in skip and not k.endswith(".gate")]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or wrong_shape:
+        parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
+                 for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                    ("keys of another shape", wrong_shape)) if keys]
+        raise DabinError(f"weights {str(weights)!r} do not fit a ResNet-18: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=False)
+
+
+def _read_state_dict(weights: str | os.PathLike[str]) -> Mapping[str, Tensor]:
+    text = os.fspath(weights)
+    path = Path(text).expanduser()
+    looks_like_path = path.exists() or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt", ".bin")
+    if looks_like_path:
+        if not path.is_file():
+            raise DabinError(f"weights file not found: {text!r}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+            raise DabinError(f"cannot read weights file {text!r}: {type(error).__name__}: {error}") from None
+        if isinstance(state, Mapping) and "state_dict" in state:
+            state = state["state_dict"]
+        if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise DabinError(f"weights file {text!r} does not hold a state dict of tensors")
+        # Tolerate the usual wrappers (DDP's "module.", a Lightning module's "backbone." / "model.").
+        for prefix in ("module.", "model.", "backbone."):
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+        return dict(state)
+    names = [w.name for w in ResNet18_Weights] + ["DEFAULT"]
+    name = text.split(".")[-1]  # accept "ResNet18_Weights.IMAGENET1K_V1" as well
+    if name not in names:
+        raise DabinError(f"unknown weights {text!r}; expected null, a file path or one of {', '.join(names)}")
+    enum = ResNet18_Weights.DEFAULT if name == "DEFAULT" else ResNet18_Weights[name]
+    try:
+        return enum.get_state_dict(progress=False)
+    except Exception as error:  # noqa: BLE001 - offline, proxy, corrupt cache: all say the same
+        raise DabinError(
+            f"cannot fetch torchvision weights {enum} ({type(error).__name__}); offline, download "
+            f"{enum.url} elsewhere and pass the file: --model.weights /path/to/{enum.url.rsplit('/', 1)[-1]}"
+        ) from None

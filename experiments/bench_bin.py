@@ -1,0 +1,128 @@
+"""Benchmark: Batch-Instance Normalization against BatchNorm, side by side in one run.
+
+Measures, interleaving the contenders and taking the median of repeats:
+
+* one layer, training forward+backward, at the shapes of a ResNet-18 (target: BIN/BN <= 1.2x);
+* one layer, eval forward (target: <= 2.5x);
+* a whole ResNet-18 SGD step, batch 64 at 64x64 (target: BIN model / BN model <= 1.05x).
+
+The authors' two-pass formulation (``dabin.nn.reference``) runs beside them for comparison.
+
+Usage::
+
+    python experiments/bench_bin.py [--repeats 15] [--threads 2] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dabin.models import resnet18
+from dabin.nn import BatchInstanceNorm2d
+from dabin.nn.reference import batch_instance_norm_reference
+
+LAYER_SHAPES = [(32, 64, 56, 56), (32, 128, 28, 28), (32, 256, 14, 14), (32, 512, 7, 7), (64, 64, 16, 16)]
+TARGETS = {"train": 1.2, "eval": 2.5, "resnet18 step": 1.05}
+
+
+class NaiveBIN(BatchInstanceNorm2d):
+    """BIN computed the authors' way (two normalizations and a mix), for comparison only."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return batch_instance_norm_reference(
+            input, self.running_mean, self.running_var, self.weight, self.bias, self.gate,
+            self.training, self.momentum or 0.0, self.eps,
+        )
+
+
+def _median_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median wall time of each callable, run in turn so drifts hit all of them alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _layer_step(layer: nn.Module, x: torch.Tensor, train: bool) -> Callable[[], object]:
+    layer.train(train)
+    if not train:
+        def run_eval() -> object:
+            with torch.no_grad():
+                return layer(x)
+        return run_eval
+    grad = torch.randn_like(x)
+    x = x.detach().requires_grad_()
+
+    def run_train() -> object:
+        x.grad = None
+        layer(x).backward(grad)
+        return None
+    return run_train
+
+
+def _resnet_step(norm: str, batch: int, size: int) -> Callable[[], object]:
+    torch.manual_seed(0)
+    model = resnet18(norm=norm, num_classes=65)  # type: ignore[arg-type]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 65, (batch,))
+
+    def step() -> object:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        return None
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--step-repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} interleaved repeats\n")
+    rows: list[tuple[str, str, float, float, float]] = []
+    for shape in LAYER_SHAPES:
+        x = torch.randn(*shape)
+        for mode in ("train", "eval"):
+            layers = {"bn": nn.BatchNorm2d(shape[1]), "bin": BatchInstanceNorm2d(shape[1]), "naive": NaiveBIN(shape[1])}
+            med = _median_interleaved(
+                {name: _layer_step(layer, x, mode == "train") for name, layer in layers.items()}, args.repeats
+            )
+            rows.append((mode, "x".join(map(str, shape)), med["bn"], med["bin"], med["naive"]))
+    steps = {norm: _resnet_step(norm, 64, 64) for norm in ("bn", "bin")}
+    med = _median_interleaved(steps, args.step_repeats)
+    print("| measurement | shape | BN ms | BIN ms | BIN/BN | naive BIN/BN | target |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    worst = {"train": 0.0, "eval": 0.0}
+    for mode, shape, bn, bin_, naive in rows:
+        worst[mode] = max(worst[mode], bin_ / bn)
+        print(f"| layer {mode} | {shape} | {bn * 1e3:.2f} | {bin_ * 1e3:.2f} | {bin_ / bn:.2f}x | "
+              f"{naive / bn:.2f}x | <= {TARGETS[mode]}x |")
+    ratio = med["bin"] / med["bn"]
+    print(f"| resnet18 SGD step | 64x3x64x64 | {med['bn'] * 1e3:.1f} | {med['bin'] * 1e3:.1f} | {ratio:.3f}x | "
+          f"- | <= {TARGETS['resnet18 step']}x |")
+    verdicts = {
+        "train": worst["train"] <= TARGETS["train"],
+        "eval": worst["eval"] <= TARGETS["eval"],
+        "resnet18 step": ratio <= TARGETS["resnet18 step"],
+    }
+    print("\n" + ", ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in verdicts.items()))
+
+
+if __name__ == "__main__":
+    main()
