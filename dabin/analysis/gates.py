@@ -1,0 +1,154 @@
+"""Gate values per layer and network stage, as a table and as the paper's Figure 2.
+
+Figure 2 of Nam & Kim (2018) shows the distribution of ``ρ`` in the lower, middle and upper
+layers of a ResNet: lower layers send more channels to IN (ρ near 0) than upper ones. For a
+ResNet the levels are the stem and ``layer1`` (lower), ``layer2``-``layer3`` (middle) and
+``layer4`` (upper); for any other network the BIN layers are split in thirds by depth.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from dabin.errors import DabinError
+from dabin.io import atomic_open
+from dabin.nn.bin import _BatchInstanceNorm
+
+__all__ = ["GATE_COLUMNS", "LEVELS", "gate_summary", "gate_table", "plot_gate_histogram", "read_gate_csv",
+           "write_gate_csv"]
+
+GATE_COLUMNS = ("layer", "stage", "level", "depth", "channel", "gate")
+LEVELS = ("lower", "middle", "upper")
+_RESNET_LEVELS = {"stem": "lower", "layer1": "lower", "layer2": "middle", "layer3": "middle", "layer4": "upper"}
+_STAGE = re.compile(r"(?:^|\.)(layer\d+)(?:\.|$)")
+
+
+def gate_table(model: nn.Module) -> list[dict[str, Any]]:
+    """One row per channel of every BIN layer (learned or fixed gates).
+
+    Args:
+        model: Any module holding BIN layers (a backbone, or a LightningModule around one).
+
+    Returns:
+        Rows with :data:`GATE_COLUMNS`: ``layer`` (qualified name), ``stage`` (``stem``,
+        ``layer1``..``layer4`` for ResNets, else the name's first part), ``level``
+        (lower/middle/upper), ``depth`` (order of the layer in the network), ``channel``, ``gate``.
+    """
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _BatchInstanceNorm)]
+    stages = [_stage(name) for name, _ in layers]
+    resnet = any(stage.startswith("layer") for stage in stages)
+    rows: list[dict[str, Any]] = []
+    for depth, ((name, layer), stage) in enumerate(zip(layers, stages)):
+        if resnet:
+            level = _RESNET_LEVELS.get(stage, "upper" if stage.startswith("layer") else "lower")
+        else:
+            level = LEVELS[min(2, 3 * depth // max(1, len(layers)))]
+        for channel, value in enumerate(layer.gate.detach().float().cpu().tolist()):
+            rows.append({"layer": name, "stage": stage, "level": level, "depth": depth,
+                         "channel": channel, "gate": float(value)})
+    return rows
+
+
+def _stage(name: str) -> str:
+    match = _STAGE.search(name)
+    if match:
+        return match.group(1)
+    last = name.rsplit(".", 1)[-1]
+    # A ResNet's stem norm is its top-level bn1, possibly inside a wrapper ("backbone.bn1").
+    return "stem" if last == "bn1" else name.split(".", 1)[0]
+
+
+def gate_summary(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-layer summary: channels, mean gate and the share of channels near IN / near BN.
+
+    Args:
+        rows: Rows of :func:`gate_table` (or :func:`read_gate_csv`).
+
+    Returns:
+        One row per layer, in depth order: layer, stage, level, channels, mean, min, max,
+        ``near_in`` (share with ρ < 0.1) and ``near_bn`` (share with ρ > 0.9).
+    """
+    by_layer: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_layer.setdefault(str(row["layer"]), []).append(row)
+    summary = []
+    for layer, items in sorted(by_layer.items(), key=lambda kv: int(kv[1][0]["depth"])):
+        gates = [float(r["gate"]) for r in items]
+        summary.append({
+            "layer": layer, "stage": items[0]["stage"], "level": items[0]["level"], "channels": len(gates),
+            "mean": sum(gates) / len(gates), "min": min(gates), "max": max(gates),
+            "near_in": sum(g < 0.1 for g in gates) / len(gates),
+            "near_bn": sum(g > 0.9 for g in gates) / len(gates),
+        })
+    return summary
+
+
+def write_gate_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> int:
+    """Write the gate table as CSV (atomically); returns the number of rows."""
+    rows = gate_table(model_or_rows) if isinstance(model_or_rows, nn.Module) else list(model_or_rows)
+    with atomic_open(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=GATE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def read_gate_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a gate table written by :func:`write_gate_csv` (numbers parsed)."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not set(GATE_COLUMNS) <= set(reader.fieldnames):
+            raise DabinError(f"{path}: not a gate table; expected columns {', '.join(GATE_COLUMNS)}")
+        try:
+            return [{**row, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"])}
+                    for row in reader]
+        except ValueError as error:
+            raise DabinError(f"{path}: bad number in gate table ({error})") from None
+
+
+def plot_gate_histogram(
+    model_or_rows: nn.Module | Sequence[dict[str, Any]],
+    path: str | os.PathLike[str],
+    title: str = "BIN gate distribution by network level",
+    bins: int = 20,
+) -> Path:
+    """Histogram of gates per level (lower/middle/upper), like the paper's Figure 2, as a PNG.
+
+    Args:
+        model_or_rows: A model or rows of :func:`gate_table`.
+        path: Output PNG.
+        title: Figure title.
+        bins: Bins over [0, 1].
+
+    Returns:
+        The written path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = gate_table(model_or_rows) if isinstance(model_or_rows, nn.Module) else list(model_or_rows)
+    if not rows:
+        raise DabinError("no BIN gates to plot: the model has no BatchInstanceNorm layer")
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=False)
+    for ax, level in zip(axes, LEVELS):
+        values = [float(r["gate"]) for r in rows if r["level"] == level]
+        ax.hist(values, bins=bins, range=(0.0, 1.0), color="#4477aa", edgecolor="white")
+        ax.set_title(f"{level} layers (n={len(values)})")
+        ax.set_xlabel("gate ρ  (0 = IN, 1 = BN)")
+    axes[0].set_ylabel("channels")
+    fig.suptitle(title)
+    fig.tight_layout()
+    target = Path(path)
+    with atomic_open(target, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    return target
