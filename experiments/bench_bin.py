@@ -87,10 +87,21 @@ def _resnet_step(norm: str, batch: int, size: int) -> Callable[[], object]:
     return step
 
 
+def _resnet_eval(norm: str, batch: int, size: int) -> Callable[[], object]:
+    torch.manual_seed(0)
+    model = resnet18(norm=norm, num_classes=65).eval()  # type: ignore[arg-type]
+    x = torch.randn(batch, 3, size, size)
+
+    def forward() -> object:
+        with torch.no_grad():
+            return model(x)
+    return forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--step-repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--step-repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -100,12 +111,16 @@ def main() -> None:
         x = torch.randn(*shape)
         for mode in ("train", "eval"):
             layers = {"bn": nn.BatchNorm2d(shape[1]), "bin": BatchInstanceNorm2d(shape[1]), "naive": NaiveBIN(shape[1])}
+            for layer in (layers["bin"], layers["naive"]):
+                with torch.no_grad():
+                    layer.gate.uniform_()  # every channel mixes both branches: no shortcut applies
             med = _median_interleaved(
                 {name: _layer_step(layer, x, mode == "train") for name, layer in layers.items()}, args.repeats
             )
             rows.append((mode, "x".join(map(str, shape)), med["bn"], med["bin"], med["naive"]))
     steps = {norm: _resnet_step(norm, 64, 64) for norm in ("bn", "bin")}
     med = _median_interleaved(steps, args.step_repeats)
+    evals = _median_interleaved({norm: _resnet_eval(norm, 64, 64) for norm in ("bn", "bin")}, args.step_repeats)
     print("| measurement | shape | BN ms | BIN ms | BIN/BN | naive BIN/BN | target |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     worst = {"train": 0.0, "eval": 0.0}
@@ -116,6 +131,8 @@ def main() -> None:
     ratio = med["bin"] / med["bn"]
     print(f"| resnet18 SGD step | 64x3x64x64 | {med['bn'] * 1e3:.1f} | {med['bin'] * 1e3:.1f} | {ratio:.3f}x | "
           f"- | <= {TARGETS['resnet18 step']}x |")
+    print(f"| resnet18 eval forward (info) | 64x3x64x64 | {evals['bn'] * 1e3:.1f} | {evals['bin'] * 1e3:.1f} | "
+          f"{evals['bin'] / evals['bn']:.3f}x | - | - |")
     verdicts = {
         "train": worst["train"] <= TARGETS["train"],
         "eval": worst["eval"] <= TARGETS["eval"],
