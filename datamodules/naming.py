@@ -1,0 +1,63 @@
+"""Domain names and their two-letter codes, matched however a user or a toolkit spells them."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["domain_code", "domain_key", "unique_codes"]
+
+# Word boundaries: separators, and lower->upper case changes ("RealWorld" is two words).
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def domain_key(name: str) -> str:
+    """Spelling-independent key of a domain name: lower case, separators removed.
+
+    ``"Real World"``, ``"Real_World"``, ``"RealWorld"`` and ``"real-world"`` share the key
+    ``"realworld"``, so each can name the same folder.
+
+    Args:
+        name: A domain name as written by a user, a folder or an image list.
+
+    Returns:
+        The key used to compare domain names.
+    """
+    return re.sub(r"[\s_\-.]+", "", name).lower()
+
+
+def domain_code(name: str) -> str:
+    """Two-letter code of a domain, as papers write tasks (``Ar->Cl``).
+
+    One word gives its first two letters (``"Art"`` -> ``"Ar"``, ``"clipart"`` -> ``"Cl"``);
+    several words give their initials (``"Real World"``, ``"Real_World"`` and ``"RealWorld"`` ->
+    ``"Rw"``, ``"art_painting"`` -> ``"Ap"``).
+
+    Args:
+        name: A domain name.
+
+    Returns:
+        The code: an upper-case letter followed by a lower-case one (or a digit).
+    """
+    words = _WORDS.findall(name.replace("_", " ").replace("-", " "))
+    if not words:
+        return name[:2]
+    letters = words[0][0] + words[1][0] if len(words) > 1 else words[0][:2]
+    return letters[:1].upper() + letters[1:].lower()
+
+
+def unique_codes(names: list[str]) -> list[str]:
+    """Codes for the domains of one dataset, falling back to the full name where two collide.
+
+    A code only helps if it names one domain: ``Clipart`` and ``Clothes`` would both be ``Cl``,
+    so both keep their names as codes instead of one silently winning.
+
+    Args:
+        names: The dataset's domain names.
+
+    Returns:
+        One code per name, in the same order, all distinct (as keys, see :func:`domain_key`).
+    """
+    codes = [domain_code(name) for name in names]
+    keys = [domain_key(code) for code in codes]
+    return [name if keys.count(key) > 1 or key in {domain_key(n) for n in names if n != name} else code
+            for name, code, key in zip(names, codes, keys)]

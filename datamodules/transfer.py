@@ -1,0 +1,129 @@
+"""Source->target data for unsupervised domain adaptation (the paper's Table 4 protocol).
+
+Every domain is split 80/20 at random, stratified by class and seeded by ``(domain, seed)`` only,
+so a domain's split is the same in every task that uses it. Training pairs the labelled source
+train split with the target train split, whose labels travel in the batch but must not be used.
+Validation is the source's 20% split only, so nothing can select a model on target labels. Test
+is the target's 20% split, optionally followed by every split of both domains.
+
+**Training length.** Both training loaders draw ``steps_per_epoch`` batches per epoch (by default
+enough for one pass over the larger train split); each reshuffles after every pass over its split
+and cycles, so neither runs out before the other, whatever ``CombinedLoader`` mode the task uses,
+and the run's length is set by ``trainer.max_steps`` (leave ``max_epochs`` at -1 or large enough).
+The shuffling follows the global torch seed (``seed_everything``), the split follows ``seed``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch.utils.data import DataLoader, RandomSampler
+
+from dabin.errors import DabinError
+from datamodules.base import DomainDataModule
+from datamodules.splits import transfer_split
+from datamodules.tasks import parse_task, transfer_tasks
+from datamodules.tree import Sample
+
+__all__ = ["TransferDataModule"]
+
+
+class TransferDataModule(DomainDataModule):
+    """One source->target task over a multi-domain tree (Office-Home, the embedded digits, ...).
+
+    Args:
+        root: Dataset folder; None or ``"embedded"`` for the embedded digits.
+        source: Source domain, by name or code (``"Ar"``, ``"Real World"``, ``"real_world"``);
+            None: the first task of :func:`~datamodules.tasks.transfer_tasks`.
+        target: Target domain, likewise.
+        task: Alternatively both at once, ``"Ar->Cl"``; overrides ``source`` and ``target``.
+        image_size: Side of the square crops fed to the network.
+        batch_size: Images per batch, per domain (32 source + 32 target per step in the paper).
+        num_workers: DataLoader worker processes per loader.
+        seed: Seed of the 80/20 splits.
+        cache_dir: Resized-image cache for image trees; rendering folder for the embedded data.
+        image_lists: Optional image-list file or folder (see :class:`DomainDataModule`).
+        test_all_splits: Test on every split of both domains, not only the target's test split.
+        steps_per_epoch: Training batches per epoch; None: one pass over the larger train split.
+        resize_ratio: Evaluation short side / ``image_size`` (None: dataset preset).
+        crop_scale: Smallest area fraction of the training crop (None: dataset preset).
+        hflip: Random horizontal flips in training (None: dataset preset).
+
+    Attributes:
+        source_name: The source domain's name.
+        target_name: The target domain's name.
+        eval_names: Names of the test loaders, in order: the target's name (its test split),
+            then, with ``test_all_splits``, ``"<target>/train"``, ``"<source>/test"``,
+            ``"<source>/train"``.
+        splits: ``{domain name: (train samples, test samples)}`` for the two domains.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        task: str | None = None,
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        image_lists: str | None = None,
+        test_all_splits: bool = False,
+        steps_per_epoch: int | None = None,
+        resize_ratio: float | None = None,
+        crop_scale: float | None = None,
+        hflip: bool | None = None,
+    ) -> None:
+        super().__init__(root, image_size, batch_size, num_workers, seed, cache_dir, image_lists,
+                         resize_ratio, crop_scale, hflip)
+        if task is not None:
+            source, target = parse_task(task)
+        if len(self.domains) < 2:
+            raise DabinError(f"a transfer task needs two domains; {self.root} has only {self.domains}")
+        default_source, default_target = transfer_tasks(self.domains)[0]
+        source_index = self.tree.resolve(source if source is not None else default_source)
+        target_index = self.tree.resolve(target if target is not None else default_target)
+        if source_index == target_index:
+            raise DabinError(f"unknown task {source}->{target}: source and target are both "
+                             f"{self.domains[source_index]!r}")
+        if steps_per_epoch is not None and steps_per_epoch < 1:
+            raise DabinError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
+        self.source_name = self.domains[source_index]
+        self.target_name = self.domains[target_index]
+        self.splits: dict[str, tuple[list[Sample], list[Sample]]] = {}
+        for index in (source_index, target_index):
+            samples = self.tree.domain_samples(index)
+            train, test = transfer_split(samples, self.domains[index], seed)
+            self.splits[self.domains[index]] = ([samples[i] for i in train], [samples[i] for i in test])
+        self.test_all_splits = test_all_splits
+        self.eval_names = [self.target_name]
+        if test_all_splits:
+            self.eval_names += [f"{self.target_name}/train", f"{self.source_name}/test", f"{self.source_name}/train"]
+        larger = max(len(self.splits[name][0]) for name in (self.source_name, self.target_name))
+        self.steps_per_epoch = steps_per_epoch or max(1, math.ceil(larger / batch_size))
+
+    def _cycled(self, samples: list[Sample]) -> DataLoader:
+        dataset = self.dataset(samples, train=True)
+        # Without replacement, num_samples beyond the split's size makes RandomSampler chain fresh
+        # permutations: every image once per pass, a new order each pass, never exhausted early.
+        sampler = RandomSampler(dataset, replacement=False, num_samples=self.steps_per_epoch * self.batch_size)
+        return self.loader(dataset, sampler=sampler, drop_last=True)
+
+    def train_dataloader(self) -> dict[str, DataLoader]:
+        """``{"source": labelled source train, "target": target train (labels unused)}``, equal lengths."""
+        return {"source": self._cycled(self.splits[self.source_name][0]),
+                "target": self._cycled(self.splits[self.target_name][0])}
+
+    def val_dataloader(self) -> DataLoader:
+        """The source's 20% split: model selection never sees target labels."""
+        return self.loader(self.dataset(self.splits[self.source_name][1], train=False))
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """One loader per name in :attr:`eval_names` (the target's test split first)."""
+        chosen = {self.target_name: self.splits[self.target_name][1]}
+        for name in self.eval_names[1:]:
+            domain, split = name.rsplit("/", 1)
+            chosen[name] = self.splits[domain][0 if split == "train" else 1]
+        return [self.loader(self.dataset(chosen[name], train=False)) for name in self.eval_names]
