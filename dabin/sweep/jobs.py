@@ -1,0 +1,364 @@
+"""One training run of a sweep: its identity, run folder, command, and life cycle.
+
+A run's folder is named from its arguments (readable part + short hash of all of them, as in
+DomainBed), so a rerun of the sweep finds the runs it already has. The folder holds::
+
+    job.json       the job's arguments (written before the run starts)
+    log.txt        the trainer's stdout and stderr
+    metrics.json   written by the trainer (``dabin fit``) at the end
+    gates.csv      BIN gates, written by the trainer for BIN models
+    done           marker written atomically after metrics.json was checked: the run is finished
+    failed         marker holding the one-line reason of the last failure
+
+Only ``done`` makes a run finished: a run killed after writing metrics.json is still redone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from dabin.io import atomic_write_text
+from dabin.sweep.spec import METHODS, SweepSpec, format_task
+
+__all__ = [
+    "DEFAULT_COMMAND",
+    "Job",
+    "Outcome",
+    "RunState",
+    "RunningJob",
+    "expand_jobs",
+    "job_command",
+    "run_job",
+    "run_state",
+    "start_job",
+]
+
+#: The training command; a spec's ``command`` or the DABIN_SWEEP_COMMAND variable replace it.
+DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "dabin", "fit")
+#: Arguments a method adds to its config (source-only = the DANN model without adaptation).
+_METHOD_ARGS: dict[str, tuple[str, ...]] = {"source_only": ("--model.adaptation", "false")}
+RunState = Literal["done", "failed", "incomplete", "missing"]
+#: Seconds a terminated trainer gets to exit before it is killed.
+_GRACE_S = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """The arguments of one training run.
+
+    Attributes:
+        method: ``dann``, ``source_only`` or ``mixed``.
+        norm: Normalization layer (``bn``, ``bin``, ``in``, ``bnin``).
+        seed: Seed of the run.
+        config: Config path as written in the spec (identity; independent of the checkout's place).
+        config_file: The resolved config file (not part of the identity).
+        source: Source domain name (transfer methods).
+        target: Target domain name (transfer methods).
+        fold: Held-out fold (mixed method).
+        extra: Arguments appended to the trainer's command line.
+    """
+
+    method: str
+    norm: str
+    seed: int
+    config: str
+    config_file: str = dataclasses.field(default="", compare=False)
+    source: str | None = None
+    target: str | None = None
+    fold: int | None = None
+    extra: tuple[str, ...] = ()
+
+    def identity(self) -> dict[str, Any]:
+        """The arguments that define the run (what the folder name's hash covers)."""
+        return {"method": self.method, "norm": self.norm, "seed": self.seed, "config": self.config,
+                "source": self.source, "target": self.target, "fold": self.fold, "extra": list(self.extra)}
+
+    @property
+    def task(self) -> str:
+        """``Ar→Cl`` for transfer runs, empty for the mixed method."""
+        return format_task(self.source, self.target) if self.source and self.target else ""
+
+    @property
+    def label(self) -> str:
+        """Short human-readable description, for progress lines."""
+        where = self.task or f"fold {self.fold}"
+        return f"{self.method} {self.norm} {where} seed {self.seed}"
+
+    @property
+    def name(self) -> str:
+        """The run folder's name: readable part plus 8 hex digits of the identity's hash."""
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+        where = self.task.replace("→", "-") if self.task else f"f{self.fold}"
+        readable = re.sub(r"[^A-Za-z0-9_.-]+", "", f"{self.method}_{self.norm}_{where}_s{self.seed}")
+        return f"{readable}_{digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything needed to rebuild results from the folder alone."""
+        return {**self.identity(), "task": self.task, "config_file": self.config_file, "name": self.name}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Job:
+        """Inverse of :meth:`to_json`."""
+        return cls(method=data["method"], norm=data["norm"], seed=int(data["seed"]), config=data["config"],
+                   config_file=data.get("config_file", ""), source=data.get("source"), target=data.get("target"),
+                   fold=data.get("fold"), extra=tuple(data.get("extra", ())))
+
+
+def expand_jobs(spec: SweepSpec) -> list[Job]:
+    """All jobs of a spec, in a stable order (method, task or fold, norm, seed).
+
+    BN and BIN of one task sit next to each other, so a partial sweep has comparable pairs.
+
+    Args:
+        spec: The (possibly narrowed) spec.
+
+    Returns:
+        The jobs.
+    """
+    jobs = []
+    for method in spec.methods:
+        config, config_file = spec.configs[method], str(spec.config_files[method])
+        if METHODS[method] == "transfer":
+            places: list[dict[str, Any]] = [{"source": s, "target": t} for s, t in spec.tasks]
+        else:
+            places = [{"fold": fold} for fold in spec.folds]
+        for place in places:
+            for norm in spec.norms:
+                for seed in spec.seeds:
+                    jobs.append(Job(method=method, norm=norm, seed=seed, config=config, config_file=config_file,
+                                    extra=spec.extra, **place))
+    return jobs
+
+
+def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, ckpt: Path | None = None) -> list[str]:
+    """The trainer's command line for a job: the one place that knows the training CLI's flags.
+
+    Args:
+        job: The job.
+        run_dir: Its run folder (``--trainer.default_root_dir``).
+        base: The command before the arguments (``python -m dabin fit``).
+        ckpt: Checkpoint to resume from.
+
+    Returns:
+        The argument list.
+    """
+    command = [*base, "-c", job.config_file or job.config, "--model.norm", job.norm, *_METHOD_ARGS.get(job.method, ())]
+    if job.source is not None and job.target is not None:
+        command += ["--data.source", job.source, "--data.target", job.target]
+    if job.fold is not None:
+        command += ["--data.fold", str(job.fold)]
+    command += ["--seed_everything", str(job.seed), "--trainer.default_root_dir", str(run_dir), *job.extra]
+    if ckpt is not None:
+        command += ["--ckpt_path", str(ckpt)]
+    return command
+
+
+def run_state(run_dir: Path) -> RunState:
+    """Where a run stands: ``done``, ``failed`` (last attempt), ``incomplete`` (started) or ``missing``."""
+    if (run_dir / "done").is_file():
+        return "done"
+    if (run_dir / "failed").is_file():
+        return "failed"
+    return "incomplete" if (run_dir / "job.json").is_file() else "missing"
+
+
+def failure_reason(run_dir: Path) -> str:
+    """The reason stored in a failed run's marker (empty if none)."""
+    try:
+        return (run_dir / "failed").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How a run ended.
+
+    Attributes:
+        job: The job.
+        run_dir: Its folder.
+        status: ``ok``, ``failed`` or ``interrupted``.
+        reason: One line for failed runs.
+        accuracy: The run's average accuracy (%) for finished runs.
+        seconds: Wall time of this attempt.
+    """
+
+    job: Job
+    run_dir: Path
+    status: Literal["ok", "failed", "interrupted"]
+    reason: str = ""
+    accuracy: float | None = None
+    seconds: float = 0.0
+
+
+def _last_error_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return "no log"
+    # The last exception or CLI error line names the cause; progress bars and warnings after it do not.
+    for line in reversed(lines):
+        if re.search(r"(Error|Exception|error:|Traceback|\bnan\b|NaN)", line) and not line.startswith("Traceback"):
+            return line[:300]
+    return lines[-1][:300] if lines else "empty log"
+
+
+def check_metrics(run_dir: Path) -> tuple[float | None, str]:
+    """Validate a finished run's metrics.json; returns (average accuracy, problem or "")."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except FileNotFoundError:
+        return None, "trainer exited without writing metrics.json"
+    except json.JSONDecodeError as error:
+        return None, f"metrics.json is not valid JSON ({error})"
+    test = metrics.get("test") if isinstance(metrics, dict) else None
+    if not isinstance(test, dict) or not test:
+        return None, "metrics.json has no test results"
+    for name, entry in test.items():
+        accuracy = entry.get("accuracy") if isinstance(entry, dict) else None
+        if not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
+            return None, f"metrics.json: accuracy of {name!r} is {accuracy!r} (NaN or missing)"
+    values = [float(entry["accuracy"]) for entry in test.values()]
+    average = metrics.get("average")
+    return (float(average) if isinstance(average, (int, float)) else sum(values) / len(values)), ""
+
+
+# Looked up once in the parent: the child must not load libraries between fork and exec.
+_PRCTL = getattr(ctypes.CDLL(None), "prctl", None) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # If the sweep is killed (SIGKILL, OOM), its trainers must not live on and write into run
+    # folders that a resumed sweep is redoing. PR_SET_PDEATHSIG = 1.
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)
+
+
+class RunningJob:
+    """A trainer subprocess of one run, started by :func:`start_job`."""
+
+    def __init__(self, job: Job, run_dir: Path, process: subprocess.Popen[bytes], log: Any) -> None:
+        self.job = job
+        self.run_dir = run_dir
+        self.process = process
+        self._log = log
+        self.started = time.monotonic()
+
+    def poll(self) -> int | None:
+        """Exit status, or None while running."""
+        return self.process.poll()
+
+    def finish(self) -> Outcome:
+        """Record the ended process' result in the run folder (``done`` or ``failed`` marker)."""
+        code = self.process.wait()
+        self._log.close()
+        seconds = time.monotonic() - self.started
+        if code == 0:
+            accuracy, problem = check_metrics(self.run_dir)
+            if not problem:
+                atomic_write_text(self.run_dir / "done", json.dumps({"seconds": round(seconds, 1),
+                                                                      "finished": time.time()}) + "\n")
+                return Outcome(self.job, self.run_dir, "ok", accuracy=accuracy, seconds=seconds)
+            reason = problem
+        elif code < 0:
+            reason = f"killed by signal {-code} ({_last_error_line(self.run_dir / 'log.txt')})"
+        else:
+            reason = f"exit status {code}: {_last_error_line(self.run_dir / 'log.txt')}"
+        atomic_write_text(self.run_dir / "failed", reason + "\n")
+        return Outcome(self.job, self.run_dir, "failed", reason=reason, seconds=seconds)
+
+    def terminate(self) -> Outcome:
+        """Stop the trainer (and its data-loader workers) and leave the run incomplete for a rerun."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        self._log.write(b"\n[dabin sweep] interrupted; the run will be redone by the next sweep\n")
+        self._log.close()
+        # A trainer stopped by the sweep may still have written metrics; they must not count.
+        (self.run_dir / "metrics.json").unlink(missing_ok=True)
+        return Outcome(self.job, self.run_dir, "interrupted", seconds=time.monotonic() - self.started)
+
+
+def _resume_checkpoint(run_dir: Path, state: RunState) -> Path | None:
+    # A failed attempt's checkpoint may hold the NaNs that failed it: restart those from scratch.
+    if state != "incomplete":
+        return None
+    checkpoints = sorted(run_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return checkpoints[-1] if checkpoints else None
+
+
+def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
+              env: Mapping[str, str] | None = None) -> RunningJob:
+    """Prepare a run folder and start the trainer in the background.
+
+    An incomplete run resumes from its ``last.ckpt`` if it has one; stale metrics and markers of
+    an earlier attempt are removed first, so nothing from it can be mistaken for this attempt's.
+
+    Args:
+        job: The job.
+        run_dir: Its folder (created).
+        base: The training command.
+        env: Extra environment variables (threads, device) for the trainer.
+
+    Returns:
+        The running job.
+    """
+    state = run_state(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = _resume_checkpoint(run_dir, state)
+    for stale in ("metrics.json", "failed", "done"):
+        (run_dir / stale).unlink(missing_ok=True)
+    atomic_write_text(run_dir / "job.json", json.dumps(job.to_json(), indent=1) + "\n")
+    command = job_command(job, run_dir, base, ckpt)
+    log = open(run_dir / "log.txt", "ab")
+    log.write(f"[dabin sweep] {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+    log.flush()
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        # Own session: the terminal's Ctrl-C reaches only the sweep, which stops its trainers itself
+        # (a trainer seeing SIGINT would test and write metrics for a half-trained model).
+        start_new_session=True, preexec_fn=_die_with_parent if _PRCTL is not None else None,
+    )
+    return RunningJob(job, run_dir, process, log)
+
+
+def run_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
+            env: Mapping[str, str] | None = None) -> Outcome:
+    """Run a job to its end (the function submitit executes on a cluster node).
+
+    Args:
+        job: The job.
+        run_dir: Its folder.
+        base: The training command.
+        env: Extra environment variables for the trainer.
+
+    Returns:
+        The outcome; the run folder holds the matching marker.
+    """
+    running = start_job(job, run_dir, base, env)
+    try:
+        running.process.wait()
+    except BaseException:
+        running.terminate()
+        raise
+    return running.finish()

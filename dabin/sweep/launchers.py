@@ -1,0 +1,189 @@
+"""Launchers run a list of jobs: ``local`` (subprocesses on this machine) and ``submitit`` (Slurm).
+
+Both keep at most ``workers`` jobs in flight and report each :class:`~dabin.sweep.jobs.Outcome` as
+it arrives; on Ctrl-C (or SIGTERM, which the sweep turns into one) they stop their jobs, which
+stay incomplete and are redone by the next sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from dabin.errors import DabinError
+from dabin.sweep.jobs import Job, Outcome, RunningJob, run_job, start_job
+
+__all__ = ["LAUNCHERS", "Launcher", "LocalLauncher", "SubmititLauncher", "make_launcher", "slot_environment"]
+
+Planned = tuple[Job, Path]
+OnOutcome = Callable[[Outcome], None]
+#: Seconds between two looks at the running jobs.
+_POLL_S = 0.1
+
+
+class Launcher(Protocol):
+    """Runs jobs; see :class:`LocalLauncher` and :class:`SubmititLauncher`."""
+
+    workers: int
+
+    def run(self, planned: Sequence[Planned], command: Sequence[str], on_outcome: OnOutcome) -> None:
+        """Run every ``(job, run_dir)`` with the training ``command`` and report each outcome."""
+
+
+def _cpu_count() -> int:
+    # The cores this process may use (a Slurm allocation or taskset), not the machine's.
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0
+    return torch.cuda.device_count()
+
+
+def slot_environment(slot: int, workers: int, cpus: int, gpus: int) -> dict[str, str]:
+    """Environment of the trainer in worker slot ``slot``: its share of CPU threads and its GPU.
+
+    Parallel trainers that each start one thread per core would oversubscribe the CPU and all run
+    slower than one after the other; each gets ``cpus // workers`` threads instead.
+
+    Args:
+        slot: Worker slot, 0 to ``workers - 1``.
+        workers: Jobs running at a time.
+        cpus: Cores available to the sweep.
+        gpus: GPUs available to the sweep.
+
+    Returns:
+        Variables to set (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``).
+    """
+    threads = str(max(1, cpus // workers))
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if gpus and workers > 1:
+        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+    return env
+
+
+class LocalLauncher:
+    """Jobs as subprocesses of the sweep, ``workers`` at a time, each with its slot's threads/GPU.
+
+    Args:
+        workers: Jobs running at a time.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, workers)
+        self._cpus = _cpu_count()
+        # Importing torch costs seconds; only parallel jobs need to be told which GPU is theirs.
+        self._gpus = _gpu_count() if self.workers > 1 else 0
+
+    def run(self, planned: Sequence[Planned], command: Sequence[str], on_outcome: OnOutcome) -> None:
+        """Run the jobs; see :class:`Launcher`."""
+        pending = deque(planned)
+        running: dict[int, RunningJob] = {}
+        try:
+            while pending or running:
+                for slot in range(self.workers):
+                    if slot not in running and pending:
+                        job, run_dir = pending.popleft()
+                        env = slot_environment(slot, self.workers, self._cpus, self._gpus)
+                        running[slot] = start_job(job, run_dir, command, env)
+                for slot, job in list(running.items()):
+                    if job.poll() is not None:
+                        del running[slot]
+                        on_outcome(job.finish())
+                time.sleep(_POLL_S)
+        except BaseException:
+            for job in running.values():
+                on_outcome(job.terminate())
+            raise
+
+
+class SubmititLauncher:
+    """Jobs through submitit: Slurm on a cluster, its local executor elsewhere (the test path).
+
+    Args:
+        workers: Jobs in flight at a time (the array parallelism).
+        folder: Where submitit keeps its logs and pickles.
+        parameters: Executor parameters (``timeout_min``, ``slurm_partition``, ``gpus_per_node`` ...);
+            ``cluster`` picks ``slurm``, ``local`` or ``debug`` instead of submitit's automatic choice.
+
+    Raises:
+        DabinError: submitit is not installed, or a parameter is not one it knows.
+    """
+
+    def __init__(self, workers: int, folder: Path, parameters: Mapping[str, Any] | None = None) -> None:
+        try:
+            import submitit
+        except ImportError:
+            raise DabinError("the submitit launcher needs submitit: pip install 'dabin[slurm]'") from None
+        params = dict(parameters or {})
+        self.workers = max(1, workers)
+        self.executor = submitit.AutoExecutor(folder=folder, cluster=params.pop("cluster", None))
+        params.setdefault("timeout_min", 24 * 60)
+        try:
+            self.executor.update_parameters(**params)
+        except (ValueError, TypeError) as error:
+            raise DabinError(f"submitit parameters: {str(error).splitlines()[0]}") from None
+
+    def run(self, planned: Sequence[Planned], command: Sequence[str], on_outcome: OnOutcome) -> None:
+        """Run the jobs; see :class:`Launcher`."""
+        pending = deque(planned)
+        in_flight: list[tuple[Any, Job, Path, float]] = []
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < self.workers:
+                    job, run_dir = pending.popleft()
+                    handle = self.executor.submit(run_job, job, run_dir, list(command))
+                    in_flight.append((handle, job, run_dir, time.monotonic()))
+                for entry in list(in_flight):
+                    handle, job, run_dir, started = entry
+                    if handle.done():
+                        in_flight.remove(entry)
+                        on_outcome(self._outcome(handle, job, run_dir, started))
+                time.sleep(_POLL_S * 5)
+        except BaseException:
+            for handle, job, run_dir, started in in_flight:
+                handle.cancel(check=False)
+                on_outcome(Outcome(job, run_dir, "interrupted", seconds=time.monotonic() - started))
+            raise
+
+    @staticmethod
+    def _outcome(handle: Any, job: Job, run_dir: Path, started: float) -> Outcome:
+        try:
+            return handle.result()
+        except Exception as error:  # the job died before run_job could record it (node lost, timeout)
+            from dabin.io import atomic_write_text
+
+            reason = f"submitit job {handle.job_id}: {str(error).strip().splitlines()[-1][:300]}"
+            atomic_write_text(run_dir / "failed", reason + "\n")
+            return Outcome(job, run_dir, "failed", reason=reason, seconds=time.monotonic() - started)
+
+
+#: Launcher name -> factory(workers, out_dir, submitit parameters).
+LAUNCHERS: dict[str, Callable[[int, Path, Mapping[str, Any]], Launcher]] = {
+    "local": lambda workers, out, params: LocalLauncher(workers),
+    "submitit": lambda workers, out, params: SubmititLauncher(workers, out / ".submitit", params),
+}
+
+
+def make_launcher(name: str, workers: int, out_dir: Path, parameters: Mapping[str, Any] | None = None) -> Launcher:
+    """A launcher by name.
+
+    Args:
+        name: ``local`` or ``submitit``.
+        workers: Jobs at a time.
+        out_dir: The sweep's output folder.
+        parameters: submitit parameters (the spec's ``slurm`` section).
+
+    Raises:
+        DabinError: Unknown launcher.
+    """
+    if name not in LAUNCHERS:
+        raise DabinError(f"unknown launcher {name!r}; expected one of {', '.join(LAUNCHERS)}")
+    return LAUNCHERS[name](workers, out_dir, parameters or {})

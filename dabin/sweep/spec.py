@@ -1,0 +1,322 @@
+"""The sweep spec: base configs per method and the axes (methods, norms, tasks, seeds, folds).
+
+A spec is a small YAML file::
+
+    name: demo
+    dataset: embedded            # embedded | officehome, or `domains: [...]` for another dataset
+    out: runs/demo               # relative to the working directory
+    configs:                     # relative to the spec's folder
+      dann: dann.yaml            # source_only defaults to the DANN config with adaptation off
+      mixed: mixed.yaml
+    axes:
+      methods: [dann, mixed]
+      norms: [bn, bin]
+      tasks: all                 # or ["Ar->Cl", "Cl→Ar", ...]
+      seeds: [0]
+      folds: [0, 1, 2, 3, 4]
+    extra: [--trainer.max_steps, "100"]   # passed to every run
+    workers: 2
+
+Transfer methods (``dann``, ``source_only``) run every (norm, task, seed); the mixed-domain method
+runs every (norm, fold, seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dabin.errors import DabinError
+
+__all__ = [
+    "AXES",
+    "DATASETS",
+    "METHODS",
+    "SweepSpec",
+    "format_task",
+    "load_spec",
+    "narrow",
+    "resolve_task",
+]
+
+#: method -> kind of experiment: "transfer" (source -> target tasks) or "mixed" (k folds).
+METHODS: dict[str, str] = {"dann": "transfer", "source_only": "transfer", "mixed": "mixed"}
+AXES: tuple[str, ...] = ("methods", "norms", "tasks", "seeds", "folds")
+DATASETS: tuple[str, ...] = ("embedded", "officehome")
+_KEYS = ("name", "dataset", "domains", "out", "configs", "axes", "extra", "workers", "command", "slurm")
+#: Method whose config a method borrows when the spec gives it none (source-only is DANN without the
+#: adversarial branch, so sharing the config keeps the two comparable by construction).
+_CONFIG_FALLBACK = {"source_only": "dann"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A parsed, validated sweep spec.
+
+    Attributes:
+        path: The spec file.
+        name: Sweep name (stored in the output folder's manifest).
+        dataset: ``embedded``, ``officehome`` or ``custom`` (domains given explicitly).
+        domains: The dataset's domain names, in order.
+        out: Output folder.
+        configs: method -> config path as written in the spec (part of each run's identity).
+        config_files: method -> resolved config file.
+        methods: Methods to run.
+        norms: Normalization layers to compare.
+        tasks: ``(source, target)`` domain names for the transfer methods.
+        seeds: Seeds.
+        folds: Folds for the mixed-domain method.
+        extra: Arguments passed to every run.
+        workers: Default number of parallel jobs.
+        command: Training command replacing ``python -m dabin fit`` (tests use a fake trainer).
+        slurm: Parameters for the submitit executor (partition, timeout_min, gpus_per_node, ...).
+    """
+
+    path: Path
+    name: str
+    dataset: str
+    domains: tuple[str, ...]
+    out: Path
+    configs: dict[str, str]
+    config_files: dict[str, Path]
+    methods: tuple[str, ...]
+    norms: tuple[str, ...]
+    tasks: tuple[tuple[str, str], ...]
+    seeds: tuple[int, ...]
+    folds: tuple[int, ...]
+    extra: tuple[str, ...] = ()
+    workers: int = 1
+    command: tuple[str, ...] | None = None
+    slurm: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Hash of what makes two sweeps' runs comparable: dataset, configs (with contents), extra.
+
+        The axes are left out on purpose: adding a seed or narrowing the tasks keeps the sweep the
+        same, while a changed config or extra argument would mix incomparable runs in one table.
+        """
+        digest = hashlib.sha256()
+        digest.update(repr((self.dataset, self.domains, tuple(sorted(self.configs.items())), self.extra)).encode())
+        for method in sorted(self.config_files):
+            digest.update(self.config_files[method].read_bytes())
+        return digest.hexdigest()[:16]
+
+
+def format_task(source: str, target: str) -> str:
+    """A task as the results and the report write it: ``Ar→Cl`` (domain codes)."""
+    from datamodules.naming import domain_code
+
+    return f"{domain_code(source)}→{domain_code(target)}"
+
+
+def resolve_task(task: str, domains: Sequence[str]) -> tuple[str, str]:
+    """The ``(source, target)`` domain names of a task written ``Ar→Cl``, ``Ar->Cl`` or by names.
+
+    Args:
+        task: The task as written by a user.
+        domains: The dataset's domain names.
+
+    Returns:
+        The two domain names as the dataset spells them.
+
+    Raises:
+        DabinError: The task is malformed or names a domain the dataset does not have.
+    """
+    from datamodules.naming import domain_code, domain_key
+    from datamodules.tasks import parse_task
+
+    by_key = {domain_key(name): name for name in domains}
+    by_key.update({domain_key(domain_code(name)): name for name in domains})
+    source, target = parse_task(task)
+    names = []
+    for part in (source, target):
+        if domain_key(part) not in by_key:
+            codes = ", ".join(domain_code(name) for name in domains)
+            raise DabinError(f"unknown domain {part!r} in task {task!r}; domains: {codes}")
+        names.append(by_key[domain_key(part)])
+    if names[0] == names[1]:
+        raise DabinError(f"task {task!r} has the same source and target")
+    return names[0], names[1]
+
+
+def _dataset_domains(dataset: str) -> tuple[str, ...]:
+    # Imported lazily: the data package pulls in torchvision, which a spec check does not need.
+    if dataset == "embedded":
+        from datamodules.embedded import EMBEDDED_DOMAINS
+
+        return tuple(EMBEDDED_DOMAINS)
+    from datamodules.officehome import OFFICE_HOME_DOMAINS
+
+    return tuple(OFFICE_HOME_DOMAINS)
+
+
+def _as_list(value: Any, what: str, where: str) -> list[Any]:
+    if isinstance(value, (str, int)):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise DabinError(f"{where}: {what} must be a non-empty list, got {value!r}")
+    return value
+
+
+def _ints(value: Any, what: str, where: str) -> tuple[int, ...]:
+    items = _as_list(value, what, where)
+    if not all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in items):
+        raise DabinError(f"{where}: {what} must be non-negative integers, got {value!r}")
+    return tuple(dict.fromkeys(items))
+
+
+def _choices(value: Any, allowed: Sequence[str], what: str, where: str) -> tuple[str, ...]:
+    items = [str(item) for item in _as_list(value, what, where)]
+    for item in items:
+        if item not in allowed:
+            raise DabinError(f"{where}: unknown {what[:-1]} {item!r}; expected one of {', '.join(allowed)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _tasks(value: Any, domains: Sequence[str], where: str) -> tuple[tuple[str, str], ...]:
+    from datamodules.tasks import transfer_tasks
+
+    if value == "all":
+        return tuple(transfer_tasks(list(domains)))
+    try:
+        return tuple(dict.fromkeys(resolve_task(str(task), domains) for task in _as_list(value, "tasks", where)))
+    except DabinError as error:
+        raise DabinError(f"{where}: {error}") from None
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The spec, with config paths resolved against the spec's folder.
+
+    Raises:
+        DabinError: Unreadable file, unknown key, axis, method, norm or task, or a missing config.
+    """
+    from dabin.nn.convert import NORMS
+
+    spec_path = Path(path)
+    where = str(spec_path)
+    try:
+        raw = yaml.safe_load(spec_path.read_text())
+    except FileNotFoundError:
+        raise DabinError(f"sweep spec not found: {where}") from None
+    except yaml.YAMLError as error:
+        raise DabinError(f"{where}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise DabinError(f"{where}: a sweep spec is a mapping with keys {', '.join(_KEYS)}")
+    for key in raw:
+        if key not in _KEYS:
+            raise DabinError(f"{where}: unknown key {key!r}; expected one of {', '.join(_KEYS)}")
+    axes = raw.get("axes") or {}
+    if not isinstance(axes, dict):
+        raise DabinError(f"{where}: axes must be a mapping of {', '.join(AXES)}")
+    for axis in axes:
+        if axis not in AXES:
+            raise DabinError(f"{where}: unknown axis {axis!r}; expected one of {', '.join(AXES)}")
+
+    dataset = str(raw.get("dataset", "embedded" if "domains" not in raw else "custom"))
+    if "domains" in raw:
+        domains = tuple(str(d) for d in _as_list(raw["domains"], "domains", where))
+    elif dataset in DATASETS:
+        domains = _dataset_domains(dataset)
+    else:
+        raise DabinError(f"{where}: unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} "
+                         "(or list the dataset's `domains`)")
+
+    methods = _choices(axes.get("methods", ["dann"]), tuple(METHODS), "methods", where)
+    norms = _choices(axes.get("norms", ["bn", "bin"]), NORMS, "norms", where)
+    transfer = any(METHODS[m] == "transfer" for m in methods)
+    mixed = any(METHODS[m] == "mixed" for m in methods)
+    tasks = _tasks(axes.get("tasks", "all"), domains, where) if transfer else ()
+    folds = _ints(axes.get("folds", [0]), "folds", where) if mixed else ()
+    seeds = _ints(axes.get("seeds", [0]), "seeds", where)
+
+    configs_raw = raw.get("configs") or {}
+    if not isinstance(configs_raw, dict):
+        raise DabinError(f"{where}: configs must map a method to its config file")
+    _choices(list(configs_raw) or ["dann"], tuple(METHODS), "methods", f"{where}: configs")
+    configs: dict[str, str] = {}
+    for method in methods:
+        config = configs_raw.get(method, configs_raw.get(_CONFIG_FALLBACK.get(method, method)))
+        if config is None:
+            raise DabinError(f"{where}: no config for method {method!r}; add it under `configs:`")
+        configs[method] = str(config)
+    config_files = {m: (spec_path.parent / c).resolve() for m, c in configs.items()}
+    for method, file in config_files.items():
+        if not file.is_file():
+            raise DabinError(f"{where}: config of {method!r} not found: {file}")
+
+    extra = raw.get("extra") or []
+    if not isinstance(extra, (str, list)):
+        raise DabinError(f"{where}: extra must be a list of arguments, got {extra!r}")
+    extra = shlex.split(extra) if isinstance(extra, str) else [str(e) for e in extra]
+    command = raw.get("command")
+    if command is not None:
+        command = tuple(shlex.split(command) if isinstance(command, str) else map(str, command))
+    workers = raw.get("workers", 1)
+    if not isinstance(workers, int) or workers < 1:
+        raise DabinError(f"{where}: workers must be a positive integer, got {workers!r}")
+    slurm = raw.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        raise DabinError(f"{where}: slurm must be a mapping of submitit parameters")
+    return SweepSpec(
+        path=spec_path, name=str(raw.get("name", spec_path.parent.name)), dataset=dataset, domains=domains,
+        out=Path(str(raw.get("out", f"runs/{spec_path.parent.name}"))), configs=configs,
+        config_files=config_files, methods=methods, norms=norms, tasks=tasks, seeds=seeds, folds=folds,
+        extra=tuple(extra), workers=workers, command=command, slurm=slurm,
+    )
+
+
+def _narrowed(current: tuple[Any, ...], wanted: Sequence[Any] | None, flag: str,
+              show: Any = str) -> tuple[Any, ...]:
+    if wanted is None:
+        return current
+    for item in wanted:
+        if item not in current:
+            raise DabinError(f"{flag}: {show(item)!s} is not in the sweep; it has {', '.join(map(show, current))}")
+    return tuple(item for item in current if item in wanted)
+
+
+def narrow(
+    spec: SweepSpec,
+    methods: Sequence[str] | None = None,
+    norms: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
+) -> SweepSpec:
+    """The spec restricted to a subset of each axis (the command line's filters).
+
+    Args:
+        spec: The full spec.
+        methods: Methods to keep, or None for all.
+        norms: Norms to keep.
+        tasks: Tasks to keep, written ``Ar→Cl``, ``Ar->Cl`` or with domain names.
+        seeds: Seeds to keep.
+        folds: Folds to keep.
+
+    Returns:
+        The narrowed spec (same fingerprint: a filter selects runs of the same sweep).
+
+    Raises:
+        DabinError: A filter names a value that is not on the spec's axis.
+    """
+    wanted_tasks = None if tasks is None else [resolve_task(task, spec.domains) for task in tasks]
+    return dataclasses.replace(
+        spec,
+        methods=_narrowed(spec.methods, methods, "--methods"),
+        norms=_narrowed(spec.norms, norms, "--norms"),
+        tasks=_narrowed(spec.tasks, wanted_tasks, "--tasks", show=lambda t: format_task(*t)),
+        seeds=_narrowed(spec.seeds, seeds, "--seeds"),
+        folds=_narrowed(spec.folds, folds, "--folds"),
+    )

@@ -1,0 +1,69 @@
+"""Stand-in for ``python -m dabin fit``: takes the sweep's arguments and writes what the trainer writes.
+
+Behaviour is steered by environment variables so one script covers every test:
+``FAKE_FIT_FAIL`` (substring of the run's place, e.g. ``Bb`` or ``fold1``) makes matching runs fail;
+``FAKE_FIT_SLEEP_ON`` makes matching runs write ``pid`` and sleep ``FAKE_FIT_SLEEP`` seconds first;
+``FAKE_FIT_NAN`` makes matching runs report a NaN accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import zlib
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("-c", "--config", required=True)
+parser.add_argument("--model.norm", dest="norm", required=True)
+parser.add_argument("--model.adaptation", dest="adaptation", default="true")
+parser.add_argument("--data.source", dest="source")
+parser.add_argument("--data.target", dest="target")
+parser.add_argument("--data.fold", dest="fold", type=int)
+parser.add_argument("--data.domains", dest="domains", default="Aa,Bb,Cc")
+parser.add_argument("--seed_everything", dest="seed", type=int, required=True)
+parser.add_argument("--trainer.default_root_dir", dest="root", required=True)
+parser.add_argument("--ckpt_path")
+args, unknown = parser.parse_known_args()
+
+run = Path(args.root)
+place = f"{args.source}->{args.target}" if args.source else f"fold{args.fold}"
+with open(run / "attempts", "a") as handle:
+    handle.write(f"{os.getpid()} ckpt={args.ckpt_path} extra={' '.join(unknown)}\n")
+(run / "checkpoints").mkdir(exist_ok=True)
+(run / "checkpoints" / "last.ckpt").write_text("fake")
+
+if os.environ.get("FAKE_FIT_SLEEP_ON", "\0") in place:
+    (run / "pid").write_text(str(os.getpid()))
+    time.sleep(float(os.environ.get("FAKE_FIT_SLEEP", "60")))
+if os.environ.get("FAKE_FIT_FAIL", "\0") in place:
+    print("Traceback (most recent call last):\n  File 'x.py', line 1\nRuntimeError: fake failure in " + place)
+    print("Epoch 0: 100%|##########| 3/3")
+    sys.exit(1)
+
+
+def accuracy(domain: str) -> float:
+    """Deterministic per run, BIN a little better than BN."""
+    key = f"{args.norm}-{args.source}-{args.target}-{args.fold}-{args.seed}-{domain}"
+    return round(40 + zlib.crc32(key.encode()) % 4000 / 100 + (3 if args.norm == "bin" else 0), 2)
+
+
+domains = [args.target] if args.source else args.domains.split(",")
+test = {d: {"accuracy": accuracy(d), "n": 50} for d in domains}
+if os.environ.get("FAKE_FIT_NAN", "\0") in place:
+    test[domains[0]]["accuracy"] = float("nan")
+method = "mixed" if args.fold is not None else ("dann" if args.adaptation == "true" else "source_only")
+metrics = {"test": test, "average": sum(v["accuracy"] for v in test.values()) / len(test),
+           "model_selection": "last checkpoint (no target labels)", "method": method, "norm": args.norm,
+           "source": args.source, "target": args.target, "fold": args.fold, "seed": args.seed, "steps": 3,
+           "time_s": 0.1, "config": {}}
+(run / "metrics.json").write_text(json.dumps(metrics))
+if args.norm == "bin":
+    rows = ["layer,stage,level,depth,channel,gate"]
+    for depth, (layer, stage, level) in enumerate([("bn1", "stem", "lower"), ("layer2.0.bn1", "layer2", "middle"),
+                                                   ("layer4.0.bn1", "layer4", "upper")]):
+        rows += [f"{layer},{stage},{level},{depth},{c},{(c + depth) / 10 % 1:.2f}" for c in range(8)]
+    (run / "gates.csv").write_text("\n".join(rows) + "\n")
