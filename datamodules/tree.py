@@ -41,7 +41,7 @@ class Sample:
 
     Attributes:
         path: Absolute path of the image file.
-        label: Class index (alphabetical over the class folder names).
+        label: Class index (alphabetical over the class folder names, ignoring case).
         domain: Index of the domain in :attr:`DomainTree.domains`.
         key: Path relative to the domain folder; splits depend on it, not on where the tree lives
             or how its domain folder is spelled.
@@ -78,7 +78,7 @@ class DomainTree:
     Attributes:
         root: The folder holding the domain folders (after stepping into the archive folder).
         domains: Domains in a fixed order (Office-Home: the paper's; else alphabetical).
-        class_names: Class folder names, alphabetical; a label indexes this list.
+        class_names: Class folder names, alphabetical ignoring case; a label indexes this list.
         samples: Every image.
         warnings: Soft problems, one line each (also emitted as :class:`DatasetWarning`).
         ignored: Non-image files found inside domain folders (ignored, counted).
@@ -283,7 +283,8 @@ def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
         folders.sort(key=lambda f: OFFICE_HOME_DOMAINS.index(names[f]))
     else:
         names = {folder: folder for folder in folders}
-    class_names = sorted({c for classes in layout.values() for c in classes})
+    # Case-insensitive, like the labels of Office-Home's official lists ("Trash_Can" < "TV").
+    class_names = sorted({c for classes in layout.values() for c in classes}, key=lambda c: (c.lower(), c))
     for folder in folders:
         for class_name in class_names:
             if class_name not in layout[folder]:
