@@ -38,6 +38,7 @@ class KFoldDataModule(DomainDataModule):
 
     Attributes:
         eval_names: Domain names, one per validation/test loader, in domain order.
+        val_names: Same as ``eval_names`` (the held-out fold is validated and tested per domain).
         folds: The ``k`` folds as lists of samples; they partition the dataset.
     """
 
@@ -67,6 +68,7 @@ class KFoldDataModule(DomainDataModule):
         samples = self.tree.samples
         self.folds: list[list[Sample]] = [[samples[i] for i in part] for part in kfold_split(samples, k, seed)]
         self.eval_names = list(self.domains)
+        self.val_names = self.eval_names
 
     @property
     def train_samples(self) -> list[Sample]:
@@ -90,4 +92,8 @@ class KFoldDataModule(DomainDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         """Same as :meth:`val_dataloader`: the held-out fold is the fold's test set."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """The held-out fold, one loader per domain."""
         return self.val_dataloader()

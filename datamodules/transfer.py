@@ -52,6 +52,7 @@ class TransferDataModule(DomainDataModule):
     Attributes:
         source_name: The source domain's name.
         target_name: The target domain's name.
+        val_names: Name of the validation loader: the source domain's (its 20% split).
         eval_names: Names of the test loaders, in order: the target's name (its test split),
             then, with ``test_all_splits``, ``"<target>/train"``, ``"<source>/test"``,
             ``"<source>/train"``.
@@ -98,6 +99,7 @@ class TransferDataModule(DomainDataModule):
             train, test = transfer_split(samples, self.domains[index], seed)
             self.splits[self.domains[index]] = ([samples[i] for i in train], [samples[i] for i in test])
         self.test_all_splits = test_all_splits
+        self.val_names = [self.source_name]
         self.eval_names = [self.target_name]
         if test_all_splits:
             self.eval_names += [f"{self.target_name}/train", f"{self.source_name}/test", f"{self.source_name}/train"]
@@ -127,3 +129,7 @@ class TransferDataModule(DomainDataModule):
             domain, split = name.rsplit("/", 1)
             chosen[name] = self.splits[domain][0 if split == "train" else 1]
         return [self.loader(self.dataset(chosen[name], train=False)) for name in self.eval_names]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        """The test loaders (the target's test split first)."""
+        return self.test_dataloader()

@@ -1,0 +1,160 @@
+"""``dabin fit | validate | test | predict``: the Lightning CLI over dabin's tasks and data modules.
+
+    dabin fit -c experiments/demo/dann.yaml
+    dabin fit -c experiments/officehome/dann.yaml --data.root /data/OfficeHome --model.weights /w/resnet18.pth
+    dabin test -c experiments/demo/mixed.yaml --ckpt_path runs/x/checkpoints/last.ckpt
+
+Model and data are chosen by ``class_path`` in the config; ``data.num_classes`` is linked to
+``model.num_classes``. ``fit`` tests the final model afterwards (``--test_after_fit false`` skips
+it), and every run folder (``--trainer.default_root_dir``) receives ``metrics.json``, ``gates.csv``
+(BIN models), ``checkpoints/last.ckpt``, CSV logs (TensorBoard too if installed) under ``logs/``
+with the resolved ``config.yaml``. Several GPUs or nodes: ``--trainer.devices 4 --trainer.strategy
+ddp --trainer.num_nodes 2`` (Lightning detects Slurm by itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ArgumentError
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+
+from dabin.errors import DabinError
+from dabin.tasks import DomainTask, RunSummary, progress_callback
+from datamodules import DomainDataModule
+
+__all__ = ["DabinCLI", "main"]
+
+
+def _loggers(root: Path) -> list[Logger]:
+    # One fixed folder (no version_N): a resumed run appends to the same logs.
+    loggers: list[Logger] = [CSVLogger(root, name="logs", version="")]
+    if _TENSORBOARD_AVAILABLE:
+        loggers.append(TensorBoardLogger(root, name="logs", version="", default_hp_metric=False))
+    return loggers
+
+
+class DabinCLI(LightningCLI):
+    """LightningCLI with dabin's links, run outputs and progress display.
+
+    Args:
+        args: Command-line arguments including the subcommand (``["fit", "-c", "x.yaml"]``).
+    """
+
+    def __init__(self, args: Sequence[str]) -> None:
+        super().__init__(
+            DomainTask, DomainDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
+            parser_kwargs={"exit_on_error": False}, seed_everything_default=0, args=list(args),
+            auto_configure_optimizers=False,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the data's class count into the model and add ``--test_after_fit``."""
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="after fit, test the final model and write metrics.json")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The configured trainer plus a last-checkpoint callback, loggers, progress and run summary."""
+        config = self._get(self.config_init, "trainer", default={})
+        root = Path(config.get("default_root_dir") or os.getcwd())
+        callbacks = list(config.get("callbacks") or [])
+        if config.get("logger") in (None, True):
+            kwargs["logger"] = _loggers(root)
+        if config.get("enable_checkpointing") is not False and not any(
+                isinstance(c, ModelCheckpoint) for c in callbacks):
+            # The model is selected without target labels: the last one. Saved every epoch so an
+            # interrupted run resumes (``--ckpt_path .../last.ckpt``) where it was.
+            callbacks.append(ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, save_top_k=0,
+                                             enable_version_counter=False))
+        if config.get("enable_progress_bar") is not False:
+            progress = progress_callback()
+            callbacks.append(progress)
+            kwargs["enable_progress_bar"] = not hasattr(progress, "every_n_steps")
+        seed = self._get(self.config, "seed_everything")
+        callbacks.append(RunSummary(self._config_dict(), seed if isinstance(seed, int) else None))
+        kwargs["callbacks"] = callbacks
+        return super().instantiate_trainer(**kwargs)
+
+    def _config_dict(self) -> dict[str, Any]:
+        try:
+            return json.loads(self._parser(self.subcommand).dump(self.config[self.subcommand], format="json"))
+        except Exception:  # noqa: BLE001 - the summary must not fail a finished run over a dump
+            return {}
+
+    def after_fit(self) -> None:
+        """Test the final model (the model-selection rule: last checkpoint, no target labels)."""
+        if self._get(self.config, "test_after_fit"):
+            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+
+
+_NOISE = re.compile(r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>)")
+
+
+def _one_line(error: BaseException) -> str:
+    """jsonargparse's nested message reduced to ``key.path: problem`` (or the DabinError behind it)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, DabinError):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
+    keys: list[str] = []
+    class_path = ""
+    detail = ""
+    for raw in str(error).splitlines():
+        line = raw.strip().lstrip("- ").strip()
+        key = re.match(r'Parser key "([^"]+)":\s*(.*)', line)
+        if key:
+            keys.append(key.group(1))
+            line = key.group(2)
+        given = re.match(r"Problem with given class_path '([^']+)'", line)
+        if given:
+            class_path = given.group(1)
+        elif line and not _NOISE.match(line):
+            detail = line
+    where = f"{'.'.join(keys)}: " if keys else ""
+    return f"{where}{detail or 'invalid arguments'}{f' (in {class_path})' if class_path else ''}"
+
+
+def _from_parser(error: BaseException) -> bool:
+    # jsonargparse raises ArgumentError, or ValueError from a class it failed to instantiate.
+    return isinstance(error, ArgumentError) or "Does not validate against any of the Union subtypes" in str(error)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the Lightning CLI (``argv`` starts with the subcommand).
+
+    Returns:
+        0 on success.
+
+    Raises:
+        DabinError: A bad argument or config key (jsonargparse's message reduced to one line).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    # We pass the arguments explicitly (also when they came from sys.argv); Lightning's warning
+    # about that, and its advertising tip, would be noise in every run's log.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    try:
+        DabinCLI(args)
+    except DabinError:
+        raise
+    except (ArgumentError, ValueError, TypeError) as error:
+        # Problems in a config or in the arguments of a class it names; errors raised while
+        # training are not wrapped this way and keep their traceback.
+        if not _from_parser(error):
+            raise
+        raise DabinError(_one_line(error)) from None
+    return 0

@@ -1,0 +1,176 @@
+"""What the training tasks share: per-domain evaluation, BIN gate training, a finite-loss guard.
+
+A task is a :class:`~pytorch_lightning.LightningModule` around a :func:`~dabin.models.resnet18`
+backbone. Subclasses implement four small template methods: :meth:`DomainTask.forward` (images to
+class logits), ``training_step``, :meth:`DomainTask.param_groups` (parameter groups before the gate
+rule is applied) and :meth:`DomainTask.lr_lambda` (the schedule, a function of the step).
+
+Evaluation follows the data module: each validation/test loader is one evaluated set (a domain,
+or a split of one), named by the data module's ``val_names``/``eval_names``; accuracy is logged as
+``val/acc/<name>``, ``test/acc/<name>`` and the unweighted mean over names as ``.../acc/avg``.
+After testing, :attr:`DomainTask.test_results` holds ``{name: {"accuracy": %, "n": images}}``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from dabin.errors import DabinError
+from dabin.nn import bin_param_groups, clamp_gates_
+
+__all__ = ["DomainTask", "NonFiniteLossError"]
+
+Batch = tuple[Tensor, Tensor, Tensor]  # images, labels, domain ids
+
+
+class NonFiniteLossError(DabinError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
+class DomainTask(pl.LightningModule):
+    """Base of :class:`~dabin.tasks.MixedDomainClassifier` and :class:`~dabin.tasks.DANN`.
+
+    Args:
+        num_classes: Number of classes (linked from the data module by the CLI).
+        lr: Base learning rate of the SGD optimizer.
+        momentum: SGD momentum.
+        weight_decay: Weight decay (never applied to BIN gates).
+        gate_lr_mult: BIN gates train at ``gate_lr_mult × lr`` (Section 4 of the paper: 10).
+    """
+
+    def __init__(self, num_classes: int, lr: float, momentum: float, weight_decay: float,
+                 gate_lr_mult: float) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise DabinError(f"num_classes must be at least 2, got {num_classes}")
+        if lr <= 0 or not math.isfinite(lr):
+            raise DabinError(f"lr must be a positive number, got {lr}")
+        self.num_classes = num_classes
+        self.test_results: dict[str, dict[str, float | int]] = {}
+        self._eval_metrics = nn.ModuleDict()
+        self._eval_names: dict[str, list[str]] = {}
+
+    # -- template methods ---------------------------------------------------------------------
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Class logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
+        raise NotImplementedError
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer parameter groups (``params`` and optionally ``lr``) before the gate rule."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def lr_lambda(self, step: int) -> float:
+        """Learning-rate factor at optimizer step ``step`` (applied to every group)."""
+        return 1.0
+
+    # -- optimization -------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD over :meth:`param_groups`, gates at ``gate_lr_mult × lr`` without weight decay.
+
+        The schedule is a :class:`~torch.optim.lr_scheduler.LambdaLR` stepped every optimizer step;
+        its step count is saved in checkpoints, so a resumed run continues it exactly.
+        """
+        hp = self.hparams
+        groups = bin_param_groups(self, self.param_groups(), lr=hp.lr, weight_decay=hp.weight_decay,
+                                  gate_lr_mult=hp.gate_lr_mult)
+        optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_lambda)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Step, then clip the gates to [0, 1] (eq. 4): after every real step, accumulation included."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        clamp_gates_(self)
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole run, from the trainer (``max_steps`` or epochs × batches)."""
+        total = self.trainer.estimated_stepping_batches
+        return int(total) if math.isfinite(total) else 0
+
+    def check_finite(self, loss: Tensor, what: str = "loss") -> None:
+        """Stop the run with one clear line if ``loss`` is NaN or infinite.
+
+        Raises:
+            NonFiniteLossError: Naming the value, the step and the epoch.
+        """
+        if not bool(torch.isfinite(loss.detach())):
+            raise NonFiniteLossError(
+                f"training {what} became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                "stopping: lower --model.lr or check the data")
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Build one accuracy metric per evaluated set, named after the data module's loaders."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        test_names = list(getattr(datamodule, "eval_names", None) or [])
+        val_names = list(getattr(datamodule, "val_names", None) or test_names)
+        for split, names in (("val", val_names), ("test", test_names)):
+            self._eval_names[split] = names
+            if split not in self._eval_metrics or len(self._eval_metrics[split]) != len(names):
+                self._eval_metrics[split] = nn.ModuleList(
+                    MetricCollection({"acc": MulticlassAccuracy(self.num_classes, average="micro"),
+                                      "n": SumMetric()}) for _ in names)
+
+    def _names(self, split: str) -> list[str]:
+        return self._eval_names.get(split) or []
+
+    def _evaluate(self, batch: Batch, split: str, dataloader_idx: int) -> Tensor:
+        images, labels, _ = batch
+        logits = self(images)
+        names = self._names(split)
+        if dataloader_idx >= len(names):
+            raise DabinError(f"{split} loader {dataloader_idx} has no name; the data module lists {names}")
+        metrics = self._eval_metrics[split][dataloader_idx]
+        metrics["acc"].update(logits, labels)
+        metrics["n"].update(torch.tensor(float(labels.numel()), device=logits.device))
+        return logits
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Accumulate accuracy on one validation set."""
+        self._evaluate(batch, "val", dataloader_idx)
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Accumulate accuracy on one test set."""
+        self._evaluate(batch, "test", dataloader_idx)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Predicted class and its probability for every image, with the true label and domain."""
+        images, labels, domains = batch
+        probabilities = self(images).softmax(dim=1)
+        confidence, predicted = probabilities.max(dim=1)
+        return {"prediction": predicted, "confidence": confidence, "label": labels, "domain": domains}
+
+    def _log_accuracies(self, split: str) -> dict[str, dict[str, float | int]]:
+        results: dict[str, dict[str, float | int]] = {}
+        for name, metrics in zip(self._names(split), self._eval_metrics[split]):
+            count = int(metrics["n"].compute().item())
+            if count == 0:  # a sanity-check or limited run that never reached this loader
+                metrics.reset()
+                continue
+            accuracy = 100.0 * float(metrics["acc"].compute())
+            results[name] = {"accuracy": accuracy, "n": count}
+            self.log(f"{split}/acc/{name}", accuracy, add_dataloader_idx=False, sync_dist=False)
+            metrics.reset()
+        if results:
+            average = sum(float(r["accuracy"]) for r in results.values()) / len(results)
+            self.log(f"{split}/acc/avg", average, add_dataloader_idx=False, prog_bar=True)
+        return results
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/acc/<name>`` and ``val/acc/avg``."""
+        self._log_accuracies("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/acc/<name>`` and ``test/acc/avg`` and keep them in :attr:`test_results`."""
+        self.test_results = self._log_accuracies("test")

@@ -1,0 +1,158 @@
+"""Domain-adversarial training (DANN; Ganin et al., JMLR 2016) with a BIN backbone (Table 4).
+
+Architecture (recipes, Section 4.2 of the BIN paper)::
+
+    images (B, 3, H, W) ─ ResNet-18 ─ f (B, 512) ─ bottleneck ─ z (B, 256) ─┬─ label predictor ─ (B, C)
+                                                                           └─ GRL(λ) ─ domain classifier ─ (B, 2)
+
+with bottleneck ``Linear(512, 256) + ReLU``, label predictor ``256 → 1024 → C`` and domain
+classifier ``256 → 1024 → 2`` (ReLU and dropout 0.5 between). Each step takes ``B_s`` labelled
+source and ``B_t`` unlabelled target images (32 + 32 by default) through the network as one batch,
+so the normalization layers see both domains, and minimizes
+
+.. math::
+
+    L = \\frac{1}{B_s}\\sum_{i \\in S} \\mathrm{CE}(y_i, \\hat y_i)
+        + \\frac{1}{B_s + B_t}\\sum_{i \\in S \\cup T} \\mathrm{CE}(d_i, \\hat d_i),
+
+where the gradient reversal layer multiplies the domain loss's gradient by ``−λ_p`` on its way
+into the features. The author's schedules, with ``p`` the training progress:
+``μ_p = μ₀ / (1 + 10 p)^0.75`` and ``λ_p = 2 / (1 + exp(−10 p)) − 1``; pretrained layers train at
+``μ_p / 10``. With ``adaptation=False`` the same module is the source-only baseline: only source
+images pass through the network and the domain branch is unused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dabin.errors import DabinError
+from dabin.models import WeightsArg, resnet18
+from dabin.nn import GradientReversal, NormName, check_norm
+from dabin.tasks.base import Batch, DomainTask
+from dabin.tasks.schedules import dann_lambda, dann_lr_factor, progress
+
+__all__ = ["DANN"]
+
+
+def _mlp(in_features: int, hidden: int, out_features: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Linear(hidden, out_features))
+
+
+class DANN(DomainTask):
+    """DANN (or, with ``adaptation=False``, the source-only baseline) on a ResNet-18 backbone.
+
+    Args:
+        num_classes: Number of classes (linked from the data module by the CLI).
+        norm: ``bn``, ``in``, ``bnin`` or ``bin`` in every normalization layer of the backbone.
+        weights: None (random init), a torchvision weights name (``IMAGENET1K_V1``) or a state dict file.
+        small_input: 3×3 stride-1 stem without max-pool, for tiny (e.g. 32-px) images.
+        width: Channels of the backbone's first stage (64 is the standard ResNet-18).
+        adaptation: Train the domain classifier through the gradient reversal layer (DANN); False
+            gives the source-only baseline in the same harness.
+        bottleneck_dim: Width of the bottleneck feature ``z``.
+        hidden_dim: Hidden width of the label predictor and the domain classifier.
+        dropout: Dropout of the two heads' hidden layers.
+        lr: ``μ₀``, the learning rate of the layers trained from scratch.
+        momentum: SGD momentum.
+        weight_decay: Weight decay (not applied to gates); the recipe gives none for the author's
+            schedule, 5e-4 is the usual choice for this network.
+        gate_lr_mult: Gate learning-rate multiplier (×10 in the paper).
+        backbone_lr_mult: Learning-rate multiplier of the backbone; None: 0.1 with pretrained
+            ``weights`` (the author's rule), 1 when training from scratch.
+        lr_alpha: ``α`` of ``μ_p = μ₀ / (1 + α p)^β``.
+        lr_beta: ``β`` of the same.
+        lambda_gamma: ``γ`` of ``λ_p = 2 / (1 + exp(−γ p)) − 1``.
+        lambda_max: Final value of ``λ`` (1 in the paper).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 65,
+        norm: NormName = "bin",
+        weights: WeightsArg = None,
+        small_input: bool = False,
+        width: int = 64,
+        adaptation: bool = True,
+        bottleneck_dim: int = 256,
+        hidden_dim: int = 1024,
+        dropout: float = 0.5,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        gate_lr_mult: float = 10.0,
+        backbone_lr_mult: float | None = None,
+        lr_alpha: float = 10.0,
+        lr_beta: float = 0.75,
+        lambda_gamma: float = 10.0,
+        lambda_max: float = 1.0,
+    ) -> None:
+        super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult)
+        check_norm(norm)
+        if not 0.0 <= dropout < 1.0:
+            raise DabinError(f"dropout must be in [0, 1), got {dropout}")
+        self.save_hyperparameters()
+        self.backbone = resnet18(norm=norm, weights=weights, num_classes=0, small_input=small_input, width=width)
+        self.bottleneck = nn.Sequential(nn.Linear(self.backbone.num_features, bottleneck_dim), nn.ReLU(inplace=True))
+        self.classifier = _mlp(bottleneck_dim, hidden_dim, num_classes, dropout)
+        self.grl = GradientReversal(0.0)
+        self.domain_classifier = _mlp(bottleneck_dim, hidden_dim, 2, dropout)
+        self.backbone_lr_mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if weights else 1.0)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Class logits ``(B, num_classes)``."""
+        return self.classifier(self.bottleneck(self.backbone(images)))
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The backbone at ``backbone_lr_mult × lr``; bottleneck and heads at ``lr``."""
+        lr = self.hparams.lr
+        heads = [p for m in (self.bottleneck, self.classifier, self.domain_classifier) for p in m.parameters()]
+        return [{"params": list(self.backbone.parameters()), "lr": lr * self.backbone_lr_mult},
+                {"params": heads, "lr": lr}]
+
+    def lr_lambda(self, step: int) -> float:
+        """``1 / (1 + α p)^β`` with ``p`` from the step count (so resuming continues exactly)."""
+        total = self.total_steps if self._trainer is not None else 0
+        return dann_lr_factor(progress(step, total), self.hparams.lr_alpha, self.hparams.lr_beta)
+
+    def current_lambda(self) -> float:
+        """``λ_p`` at the trainer's current step."""
+        return dann_lambda(progress(self.global_step, self.total_steps), self.hparams.lambda_gamma,
+                           self.hparams.lambda_max)
+
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
+        """One DANN step on ``{"source": (x, y, d), "target": (x, y, d)}`` (target labels unused)."""
+        source_images, source_labels, _ = batch["source"]
+        if not self.hparams.adaptation:
+            logits = self(source_images)
+            loss = F.cross_entropy(logits, source_labels)
+            self.check_finite(loss)
+            self._log_train(loss, loss, logits, source_labels)
+            return loss
+        target_images = batch["target"][0]
+        lam = self.current_lambda()
+        self.grl.set_coeff(lam)
+        features = self.bottleneck(self.backbone(torch.cat([source_images, target_images])))
+        n_source = source_images.shape[0]
+        logits = self.classifier(features[:n_source])
+        class_loss = F.cross_entropy(logits, source_labels)
+        domain_logits = self.domain_classifier(self.grl(features))
+        domain_labels = torch.cat([torch.zeros(n_source, dtype=torch.long, device=features.device),
+                                   torch.ones(target_images.shape[0], dtype=torch.long, device=features.device)])
+        domain_loss = F.cross_entropy(domain_logits, domain_labels)
+        loss = class_loss + domain_loss
+        self.check_finite(loss)
+        domain_accuracy = (domain_logits.argmax(1) == domain_labels).float().mean() * 100
+        self._log_train(loss, class_loss, logits, source_labels)
+        self.log_dict({"train/domain_loss": domain_loss, "train/domain_acc": domain_accuracy, "train/lambda": lam})
+        return loss
+
+    def _log_train(self, loss: Tensor, class_loss: Tensor, logits: Tensor, labels: Tensor) -> None:
+        accuracy = (logits.argmax(1) == labels).float().mean() * 100
+        self.log_dict({"train/loss": loss, "train/cls_loss": class_loss, "train/acc": accuracy}, prog_bar=True)
+        self.log("train/lr", self.hparams.lr * self.lr_lambda(self.global_step))  # μ_p of the heads

@@ -1,0 +1,97 @@
+"""Every shipped config runs through ``dabin fit`` (fast_dev_run) and bad inputs are one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import DEMO, OFFICEHOME, TINY, run
+
+
+@pytest.mark.parametrize("config", ["dann.yaml", "mixed.yaml"])
+def test_demo_configs_fast_dev_run(config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / config), "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["model_selection"].startswith("last checkpoint")
+    names = {"dann.yaml": ["Neon"], "mixed.yaml": ["Ink", "Neon", "Photo", "Sketch"]}[config]
+    assert list(metrics["test"]) == names
+    assert all(0 <= v["accuracy"] <= 100 and v["n"] > 0 for v in metrics["test"].values())
+    gates = (tmp_path / "gates.csv").read_text().splitlines()
+    assert gates[0] == "layer,stage,level,depth,channel,gate" and len(gates) > 100
+
+
+@pytest.mark.parametrize(("config", "extra", "names"), [
+    ("dann.yaml", ["--data.task", "Pr->Rw"], ["Real World"]),
+    ("mixed.yaml", ["--data.fold", "1", "--data.k", "3"], ["Art", "Clipart", "Product", "Real World"]),
+])
+def test_officehome_configs_fast_dev_run(config: str, extra: list[str], names: list[str], office_tree: Path,
+                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(OFFICEHOME / config), "--data.root", str(office_tree.parent),
+                       "--model.weights", "null", *TINY, *extra, "--trainer.fast_dev_run", "1",
+                       "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(metrics["test"]) == names
+    assert metrics["norm"] == "bin"
+    assert metrics["num_classes"] == 3  # linked from the data
+
+
+def test_source_only_is_recorded_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.adaptation", "false", "--model.norm", "bn",
+                       "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["method"], metrics["norm"]) == ("source_only", "bn")
+    assert not (tmp_path / "gates.csv").exists()  # a BN model has no gates
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--model.norm", "gn"], "gn"),
+    (["--data.task", "Ink->Oil"], "'Oil'"),
+    (["--data.target", "Ink"], "Ink"),
+    (["--model.no_such_key", "1"], "no_such_key"),
+    (["--data.root", "/no/such/folder"], "/no/such/folder"),
+    (["--model.width", "64", "--model.weights", "/no/such/weights.pth"], "/no/such/weights.pth"),
+    (["--model.width", "64", "--model.weights", "IMAGENET1K_V9"], "IMAGENET1K_V9"),
+    (["--model.weights", "IMAGENET1K_V1"], "width 64"),
+    (["--trainer.max_stepz", "3"], "max_stepz"),
+    (["--model.lr", "abc"], "model.lr"),
+])
+def test_bad_input_is_one_line(args: list[str], expected: str, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), *args, "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert status != 0
+    assert len(lines) == 1 and lines[0].startswith("dabin: error:"), err
+    assert expected in lines[0]
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_weights_offline_say_how_to_pass_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached: torchvision must download
+    monkeypatch.setattr("torch.hub.download_url_to_file", _offline)
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.weights", "IMAGENET1K_V1",
+                       "--model.small_input", "false", "--model.width", "64", "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status != 0
+    assert "--model.weights /path/to/resnet18-" in err and len(err.strip().splitlines()) == 1
+
+
+def _offline(*args: object, **kwargs: object) -> None:
+    raise OSError("network is unreachable")
+
+
+def test_nan_loss_stops_the_run_naming_the_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "mixed.yaml"), "--model.lr", "1e30", "--trainer.max_steps", "6",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status != 0
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("dabin: error: training loss became") and "at step" in line
+    assert not (tmp_path / "metrics.json").exists()
