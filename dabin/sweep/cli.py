@@ -80,6 +80,8 @@ def _manifest(spec: SweepSpec) -> dict[str, object]:
 def _check_out_dir(out: Path, manifest: dict[str, object]) -> None:
     """Refuse an output folder that holds another sweep's runs (they would mix in one table)."""
     path = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise DabinError(f"--out {out} is a file, not a folder")
     if path.is_file():
         try:
             stored = json.loads(path.read_text())

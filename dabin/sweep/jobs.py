@@ -216,8 +216,13 @@ def _last_error_line(log: Path) -> str:
     return lines[-1][:300] if lines else "empty log"
 
 
-def check_metrics(run_dir: Path) -> tuple[float | None, str]:
-    """Validate a finished run's metrics.json; returns (average accuracy, problem or "")."""
+def check_metrics(run_dir: Path, expected: Sequence[str] = ()) -> tuple[float | None, str]:
+    """Validate a finished run's metrics.json; returns (average accuracy, problem or "").
+
+    Args:
+        run_dir: The run folder.
+        expected: Evaluated sets the results must have (a transfer run's target), any spelling.
+    """
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except FileNotFoundError:
@@ -231,6 +236,19 @@ def check_metrics(run_dir: Path) -> tuple[float | None, str]:
         accuracy = entry.get("accuracy") if isinstance(entry, dict) else None
         if not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
             return None, f"metrics.json: accuracy of {name!r} is {accuracy!r} (NaN or missing)"
+        # What results.csv accepts for an ok row: a run marked done must give a readable row, since
+        # the sweep never redoes a done run.
+        if not 0 <= accuracy <= 100:
+            return None, f"metrics.json: accuracy of {name!r} is {accuracy!r}, not a percentage"
+        count = entry.get("n")
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            return None, f"metrics.json: n of {name!r} is {count!r}, not a positive number of test images"
+    from datamodules.naming import domain_key
+
+    # A trainer skips a test loader that saw no batch; without its target a transfer run has no result.
+    for name in expected:
+        if domain_key(name) not in {domain_key(key) for key in test}:
+            return None, f"metrics.json has no test result for {name!r} (it has {', '.join(test)})"
     values = [float(entry["accuracy"]) for entry in test.values()]
     average = metrics.get("average")
     return (float(average) if isinstance(average, (int, float)) else sum(values) / len(values)), ""
@@ -267,7 +285,7 @@ class RunningJob:
         self._log.close()
         seconds = time.monotonic() - self.started
         if code == 0:
-            accuracy, problem = check_metrics(self.run_dir)
+            accuracy, problem = check_metrics(self.run_dir, [self.job.target] if self.job.target else [])
             if not problem:
                 atomic_write_text(self.run_dir / "done", json.dumps({"seconds": round(seconds, 1),
                                                                       "finished": time.time()}) + "\n")

@@ -160,11 +160,12 @@ class DomainTask(pl.LightningModule):
                 continue
             accuracy = 100.0 * float(metrics["acc"].compute())
             results[name] = {"accuracy": accuracy, "n": count}
-            self.log(f"{split}/acc/{name}", accuracy, add_dataloader_idx=False, sync_dist=False)
+            # torchmetrics has already reduced across processes; sync_dist only averages equal values.
+            self.log(f"{split}/acc/{name}", accuracy, add_dataloader_idx=False, sync_dist=True)
             metrics.reset()
         if results:
             average = sum(float(r["accuracy"]) for r in results.values()) / len(results)
-            self.log(f"{split}/acc/avg", average, add_dataloader_idx=False, prog_bar=True)
+            self.log(f"{split}/acc/avg", average, add_dataloader_idx=False, prog_bar=True, sync_dist=True)
         return results
 
     def on_validation_epoch_end(self) -> None:

@@ -95,3 +95,22 @@ def test_nan_loss_stops_the_run_naming_the_step(tmp_path: Path, capsys: pytest.C
     line = err.strip().splitlines()[-1]
     assert line.startswith("dabin: error: training loss became") and "at step" in line
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_ddp_on_cpu_two_processes(tmp_path: Path) -> None:
+    """The same config under Lightning DDP (gloo, 2 CPU processes) trains, tests and writes one summary."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "dabin", "fit", "-c", str(DEMO / "mixed.yaml"), "--trainer.accelerator", "cpu",
+               "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2",
+               "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1", "--data.batch_size", "8",
+               "--trainer.default_root_dir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and list(metrics["test"]) == ["Ink", "Neon", "Photo", "Sketch"]
+    # Each process tested one batch of 8 per domain; the summary counts both processes' images.
+    assert all(entry["n"] == 16 for entry in metrics["test"].values())

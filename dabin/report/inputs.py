@@ -1,0 +1,262 @@
+"""What a report is made from: a sweep folder's ``results.csv`` (checked), ``sweep.json`` and runs.
+
+``results.csv`` has one row per (run, evaluated domain); the report needs runs, so the rows are
+grouped back into :class:`Run` objects here, and every inconsistency a hand edit can introduce is
+turned into one :class:`~dabin.errors.DabinError` naming the file, the line and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dabin.errors import DabinError
+from dabin.report.paper import PAPER_TASKS
+from dabin.sweep.results import read_results
+from dabin.sweep.spec import METHODS, format_task
+
+__all__ = ["MANIFEST", "RESULTS", "Run", "Sweep", "load_sweep", "plain_domain", "task_order"]
+
+RESULTS = "results.csv"
+MANIFEST = "sweep.json"
+#: Fields every row of one run shares; a row disagreeing with its run's first row is an edit error.
+_RUN_FIELDS = ("method", "norm", "task", "source", "target", "seed", "fold", "status")
+
+
+def _key(name: str) -> str:
+    from datamodules.naming import domain_key
+
+    return domain_key(name)
+
+
+def plain_domain(domain: str) -> str | None:
+    """The domain of a test row, or None for a split-qualified row (``Clipart/train``).
+
+    A run that tested on every split also reports e.g. ``<target>/train``; those rows are not the
+    held-out accuracy that the paper's tables show, so the tables skip them.
+    """
+    return None if "/" in domain else domain
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run, rebuilt from its rows in ``results.csv``.
+
+    Attributes:
+        key: The run folder's name (``run`` column), or a key made of the run's fields.
+        line: Line of its first row in ``results.csv`` (for messages).
+        method: ``dann``, ``source_only`` or ``mixed``.
+        norm: Normalization layer.
+        source: Source domain (transfer runs), else "".
+        target: Target domain (transfer runs), else "".
+        seed: Seed.
+        fold: Fold (mixed runs), else None.
+        status: ``ok``, ``failed``, ``incomplete`` or ``missing``.
+        reason: Why it failed (failed runs).
+        accuracy: Domain -> test accuracy (%) for ok runs, every row of the run.
+        model_selection: The checkpoint-selection rule the run recorded ("" if none).
+    """
+
+    key: str
+    line: int
+    method: str
+    norm: str
+    source: str
+    target: str
+    seed: int
+    fold: int | None
+    status: str
+    reason: str
+    accuracy: dict[str, float]
+    model_selection: str
+
+    @property
+    def transfer(self) -> bool:
+        """True for source -> target runs (Table 4), False for mixed-domain runs (Table 3)."""
+        return METHODS[self.method] == "transfer"
+
+    @property
+    def task(self) -> str:
+        """``Ar→Cl`` for transfer runs, "" for mixed ones."""
+        return format_task(self.source, self.target) if self.transfer else ""
+
+    @property
+    def place(self) -> str:
+        """The task or the fold, for listings."""
+        return self.task if self.transfer else f"fold {self.fold}"
+
+    def target_accuracy(self) -> float | None:
+        """The target-test accuracy of an ok transfer run (the row whose domain is the target)."""
+        for domain, value in self.accuracy.items():
+            if _key(domain) == _key(self.target):
+                return value
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A sweep folder's checked inputs.
+
+    Attributes:
+        folder: The sweep folder.
+        name: The sweep's name (manifest), else the folder's name.
+        dataset: ``embedded``, ``officehome`` or ``custom``.
+        domains: The dataset's domains, in table order.
+        office_home: True when the paper's numbers apply (Office-Home domains).
+        runs: The runs, in file order.
+        has_manifest: Whether ``sweep.json`` was there.
+        spec: The spec file the sweep ran from (manifest), else None.
+    """
+
+    folder: Path
+    name: str
+    dataset: str
+    domains: tuple[str, ...]
+    office_home: bool
+    runs: tuple[Run, ...]
+    has_manifest: bool
+    spec: str | None = None
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DabinError(f"{path}: not a readable sweep manifest ({error})") from None
+    if not isinstance(manifest, dict):
+        raise DabinError(f"{path}: a sweep manifest is a JSON object, got {type(manifest).__name__}")
+    domains = manifest.get("domains")
+    if domains is not None and (not isinstance(domains, list) or not all(isinstance(d, str) for d in domains)):
+        raise DabinError(f"{path}: domains must be a list of names, got {domains!r}")
+    return manifest
+
+
+def _run_key(row: dict[str, str]) -> str:
+    # Hand-made files may lack the run column; the fields that identify a run stand in for it.
+    return row.get("run") or "|".join(row[field] for field in ("method", "norm", "task", "fold", "seed"))
+
+
+def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
+    first: dict[str, int] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    for line, row in enumerate(rows, start=2):
+        key = _run_key(row)
+        if key not in runs:
+            first[key] = line
+            runs[key] = {"rows": [], "selection": row.get("model_selection", "")}
+        else:
+            head = rows[first[key] - 2]
+            for field in _RUN_FIELDS:
+                if row[field] != head[field]:
+                    raise DabinError(f"{path}: line {line}: run {key!r} has {field}={row[field]!r} here but "
+                                     f"{field}={head[field]!r} on line {first[key]}")
+        runs[key]["rows"].append(row)
+    result: list[Run] = []
+    identities: dict[tuple[Any, ...], Run] = {}
+    for key, entry in runs.items():
+        head = entry["rows"][0]
+        accuracy = {r["domain"]: float(r["accuracy"]) for r in entry["rows"] if r["status"] == "ok"}
+        run = Run(key=key, line=first[key], method=head["method"], norm=head["norm"], source=head["source"],
+                  target=head["target"], seed=int(head["seed"]), fold=int(head["fold"]) if head["fold"] else None,
+                  status=head["status"], reason=head.get("reason", ""), accuracy=accuracy,
+                  model_selection=entry["selection"])
+        if run.status == "ok" and run.transfer and run.target_accuracy() is None:
+            raise DabinError(f"{path}: line {run.line}: ok run {key!r} ({run.method} {run.norm} {run.task} seed "
+                             f"{run.seed}) has no row for its target domain {run.target!r}")
+        # Two folders for one (method, norm, place, seed) would be counted as two seeds of one cell.
+        identity = (run.method, run.norm, _key(run.source), _key(run.target), run.fold, run.seed)
+        if identity in identities:
+            raise DabinError(f"{path}: line {run.line}: run {key!r} repeats run {identities[identity].key!r} of "
+                             f"line {identities[identity].line} ({run.method} {run.norm} {run.place} seed {run.seed})")
+        identities[identity] = run
+        result.append(run)
+    return result
+
+
+def _row_domains(rows: Sequence[dict[str, str]]) -> list[tuple[int, str]]:
+    """Every (line, domain) a row names: source, target and its tested domain (split suffix dropped)."""
+    named = []
+    for line, row in enumerate(rows, start=2):
+        for value in (row["source"], row["target"], row["domain"].split("/", 1)[0]):
+            if value:
+                named.append((line, value))
+    return named
+
+
+def _domains(path: Path, rows: Sequence[dict[str, str]], manifest: dict[str, Any] | None,
+             manifest_path: Path) -> tuple[str, ...]:
+    named = _row_domains(rows)
+    if manifest and manifest.get("domains"):
+        domains = tuple(manifest["domains"])
+        known = {_key(d) for d in domains}
+        for line, value in named:
+            if _key(value) not in known:
+                raise DabinError(f"{path}: line {line}: domain {value!r} is not one of the sweep's domains "
+                                 f"({', '.join(domains)}, from {manifest_path})")
+        return domains
+    by_key: dict[str, str] = {}
+    for _, value in named:
+        by_key.setdefault(_key(value), value)
+    return tuple(by_key.values())
+
+
+def _is_office_home(dataset: str, domains: Sequence[str]) -> bool:
+    from datamodules.officehome import OFFICE_HOME_DOMAINS
+
+    known = {_key(d) for d in OFFICE_HOME_DOMAINS}
+    return dataset == "officehome" or (bool(domains) and all(_key(d) in known for d in domains))
+
+
+def _office_home_order(domains: Sequence[str]) -> tuple[str, ...]:
+    from datamodules.officehome import OFFICE_HOME_DOMAINS
+
+    order = [_key(d) for d in OFFICE_HOME_DOMAINS]
+    return tuple(sorted(domains, key=lambda d: order.index(_key(d)) if _key(d) in order else len(order)))
+
+
+def load_sweep(folder: str | Path) -> Sweep:
+    """Read and check a sweep folder.
+
+    Args:
+        folder: The sweep's output folder (holds ``results.csv`` and usually ``sweep.json``).
+
+    Returns:
+        The checked sweep.
+
+    Raises:
+        DabinError: No such folder, no results, or a results file in an inconsistent state (bad
+            value, duplicated row, rows of one run that disagree, an ok transfer run without its
+            target's row, a domain the manifest does not list); the message names file and line.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise DabinError(f"no sweep folder: {folder} does not exist")
+    if not folder.is_dir():
+        raise DabinError(f"{folder} is not a folder; give the sweep's output folder (it holds {RESULTS})")
+    path = folder / RESULTS
+    rows = read_results(path)
+    manifest = _read_manifest(folder / MANIFEST)
+    runs = _group_runs(path, rows)
+    domains = _domains(path, rows, manifest, folder / MANIFEST)
+    dataset = str((manifest or {}).get("dataset") or "")
+    office_home = _is_office_home(dataset, domains)
+    if office_home:
+        domains = _office_home_order(domains)
+    return Sweep(folder=folder, name=str((manifest or {}).get("name") or folder.resolve().name),
+                 dataset=dataset or ("officehome" if office_home else "custom"), domains=domains,
+                 office_home=office_home, runs=tuple(runs), has_manifest=manifest is not None,
+                 spec=str(manifest["spec"]) if manifest and manifest.get("spec") else None)
+
+
+def task_order(sweep: Sweep) -> list[tuple[str, str]]:
+    """The transfer tasks as ``(source, target)``: the paper's order on Office-Home, else first seen."""
+    tasks = list(dict.fromkeys((run.source, run.target) for run in sweep.runs if run.transfer))
+    if sweep.office_home:
+        order = {task: i for i, task in enumerate(PAPER_TASKS)}
+        tasks.sort(key=lambda t: order.get(format_task(*t), len(order)))
+    return tasks

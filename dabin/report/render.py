@@ -1,0 +1,241 @@
+"""``report.md``: the tables, plots and run status of a sweep as Markdown."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dabin.report.gates import GatePool
+from dabin.report.inputs import Run, Sweep
+from dabin.report.tables import Average, Cell, MixedTable, TransferTable
+
+__all__ = ["Figures", "method_label", "norm_label", "render_report"]
+
+_METHODS = {"dann": "DANN", "source_only": "Source only", "mixed": "Mixed"}
+#: Runs listed by name per status before the list is cut to a count.
+_LIST_AT_MOST = 20
+_PAPER_SUBSET = (" The sweep has only some of the paper's {what}: the paper's Avg here is its mean over this "
+                 "table's {n} {what}, not the published average.")
+
+
+def method_label(method: str) -> str:
+    """``dann`` -> ``DANN``, ``source_only`` -> ``Source only``."""
+    return _METHODS.get(method, method)
+
+
+def norm_label(norm: str) -> str:
+    """``bin`` -> ``BIN``."""
+    return norm.upper()
+
+
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """File names (relative to report.md) of what the report links to; absent ones are left out.
+
+    Attributes:
+        table4: Table 4 CSV.
+        table3: Table 3 CSV.
+        gate_summary: Gate summary CSV.
+        bars: Method -> bar chart PNG (BN vs BIN per task; ``mixed``: per domain).
+        gates: Method -> gate histogram PNG.
+    """
+
+    table4: str | None = None
+    table3: str | None = None
+    gate_summary: str | None = None
+    bars: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{count} {status}" for status, count in counts.items())
+
+
+def _cell_text(cell: Cell, show_missing: bool = True) -> str:
+    notes = _counts_text(cell.not_ok) if show_missing else ""
+    if cell.stats is None:
+        return f"— ({notes})" if notes else "—"
+    return f"{cell.stats.format()} (n={len(cell.values)}{'; ' + notes if notes else ''})"
+
+
+def _average_text(average: Average, what: str) -> str:
+    if average.stats is None:
+        return "—"
+    text = f"**{average.stats.format()}**"
+    return text if average.covered == average.total else f"{text} ({average.covered}/{average.total} {what})*"
+
+
+def _paper(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _header(sweep: Sweep) -> list[str]:
+    statuses = collections.Counter(run.status for run in sweep.runs)
+    not_ok = {s: statuses[s] for s in ("failed", "incomplete", "missing") if statuses[s]}
+    runs = f"{len(sweep.runs)} runs: {statuses['ok']} finished"
+    runs += f", {_counts_text(not_ok)} (see [Runs without results](#runs-without-results))" if not_ok else ""
+    return [
+        f"# Sweep report: {sweep.name}", "",
+        f"- Folder: `{sweep.folder}`; dataset: {sweep.dataset} ({', '.join(sweep.domains)})",
+        f"- {runs}",
+        f"- Model selection: {_model_selection(sweep.runs)}",
+        "- Cells: mean ± half-width of the 95% Student-t interval, t(0.975, n−1) · s / √n, over the n finished "
+        "runs (seeds; folds × seeds in Table 3); a single run has no interval. — marks a cell without a "
+        "finished run.", "",
+    ]
+
+
+def _model_selection(runs: Sequence[Run]) -> str:
+    finished = [run for run in runs if run.status == "ok"]
+    rules = collections.Counter(run.model_selection for run in finished if run.model_selection)
+    unrecorded = len(finished) - sum(rules.values())
+    if not rules:
+        return "not recorded (no finished run has a `model_selection` entry)"
+    if len(rules) == 1:
+        rule, count = next(iter(rules.items()))
+        text = f"{rule} (recorded by {count} of {len(finished)} finished runs)"
+    else:
+        listed = "; ".join(f"{rule} ({count} runs)" for rule, count in rules.most_common())
+        text = f"**differs between runs**: {listed}; numbers selected differently are not comparable"
+    return text + (f"; {unrecorded} finished runs did not record it" if unrecorded and len(rules) == 1 else "")
+
+
+def _transfer_section(table: TransferTable, figures: Figures) -> list[str]:
+    header = ["Task", *(f"{method_label(m)} {norm_label(n)}" for m, n in table.columns)]
+    # The paper's Table 4 is DANN's: beside a sweep without DANN it would compare unlike things.
+    has_dann = any(method == "dann" for method, _ in table.columns)
+    paper_norms = [n for n in ("bn", "bin") if table.paper and n in table.paper and has_dann]
+    header += [f"Paper DANN {norm_label(n)}" for n in paper_norms]
+    rows = []
+    for task in table.tasks:
+        label = table.label(task)
+        rows.append([label, *(_cell_text(table.cells[task, c]) for c in table.columns),
+                     *(_paper(table.paper[n].get(label)) for n in paper_norms if table.paper)])
+    rows.append(["**Avg**", *(_average_text(table.averages[c], "tasks") for c in table.columns),
+                 *(_paper(table.paper[n].get("Avg")) for n in paper_norms if table.paper)])
+    lines = ["## Table 4: domain adaptation (target test accuracy, %)", "", *_table(header, rows), "",
+             "Avg: the mean over tasks of the per-task means (every task weighs the same). Its interval is the "
+             "Student-t interval over seeds of each seed's mean over tasks, given when every task finished the "
+             "same seeds. * marks an average over only some tasks: not comparable with a full one."]
+    if paper_norms:
+        lines += ["", "Paper: Nam & Kim (2018), Table 4 (DANN on Office-Home), as published."
+                  + (_PAPER_SUBSET.format(what="tasks", n=len(table.tasks)) if table.paper_subset else "")]
+    if figures.table4:
+        lines += ["", f"CSV: [{figures.table4}]({figures.table4})"]
+    for method, png in figures.bars.items():
+        if method != "mixed":
+            lines += ["", f"![{method_label(method)}: BN vs BIN per task]({png})"]
+    return [*lines, ""]
+
+
+def _mixed_section(table: MixedTable, runs: Sequence[Run], figures: Figures) -> list[str]:
+    header = ["Norm", *table.domains, "Avg", "Runs"]
+    rows = []
+    for norm in table.norms:
+        statuses = collections.Counter(r.status for r in runs if not r.transfer and r.norm == norm)
+        status = ", ".join(f"{statuses[s]} {s}" for s in ("ok", "failed", "incomplete", "missing") if statuses[s])
+        # A mixed run tests every domain at once, so its status belongs to the row, not to a cell.
+        rows.append([norm_label(norm), *(_cell_text(table.cells[norm, d], show_missing=False) for d in table.domains),
+                     _average_text(table.averages[norm], "domains"), status])
+    for norm in (n for n in ("bn", "bin") if table.paper and n in table.paper):
+        paper = table.paper[norm] if table.paper else {}
+        rows.append([f"Paper {norm_label(norm)}", *(_paper(paper.get(d)) for d in table.domains),
+                     _paper(paper.get("Avg")), ""])
+    lines = ["## Table 3: mixed-domain classification (test accuracy, %)", "", *_table(header, rows), "",
+             "Cells: mean over folds × seeds. Avg: the mean over domains of the per-domain means; its interval is "
+             "over runs (fold, seed) of each run's mean over domains, given when every domain has the same runs."]
+    if table.paper:
+        lines += ["", "Paper: Nam & Kim (2018), Table 3 (5-fold cross-validation on Office-Home), as published."
+                  + (_PAPER_SUBSET.format(what="domains", n=len(table.domains)) if table.paper_subset else "")]
+    if figures.table3:
+        lines += ["", f"CSV: [{figures.table3}]({figures.table3})"]
+    if "mixed" in figures.bars:
+        lines += ["", f"![Mixed-domain: BN vs BIN per domain]({figures.bars['mixed']})"]
+    return [*lines, ""]
+
+
+def _gate_section(pools: Sequence[tuple[GatePool, list[dict[str, Any]]]], figures: Figures) -> list[str]:
+    lines = ["## BIN gates (Figure 2)", "",
+             "Gate ρ per channel: 0 = instance normalization, 1 = batch normalization. The gate tables of all "
+             "finished BIN runs of a method are pooled; levels as in the paper (lower: stem and layer1, middle: "
+             "layer2–3, upper: layer4).", ""]
+    header = ["Method", "Level", "Stage", "Runs", "Values", "Mean ρ", "Min", "Max", "ρ < 0.1", "ρ > 0.9"]
+    rows = [[method_label(s["method"]), s["level"], s["stage"], str(s["runs"]), str(s["values"]), f"{s['mean']:.3f}",
+             f"{s['min']:.3f}", f"{s['max']:.3f}", f"{s['near_in']:.0%}", f"{s['near_bn']:.0%}"]
+            for _, summary in pools for s in summary]
+    if rows:
+        lines += _table(header, rows)
+    for pool, _ in pools:
+        if pool.without:
+            lines += ["", f"{pool.without} finished BIN run(s) of {method_label(pool.method)} have no gates.csv "
+                          "(not pooled)."]
+        if pool.method in figures.gates:
+            lines += ["", f"![{method_label(pool.method)}: BIN gates per level]({figures.gates[pool.method]})"]
+    if figures.gate_summary:
+        lines += ["", f"CSV: [{figures.gate_summary}]({figures.gate_summary})"]
+    return [*lines, ""]
+
+
+def _status_section(sweep: Sweep) -> list[str]:
+    by_status = {s: [r for r in sweep.runs if r.status == s] for s in ("failed", "incomplete", "missing")}
+    lines = ["## Runs without results", ""]
+    if not any(by_status.values()):
+        return [*lines, f"None: all {len(sweep.runs)} runs finished.", ""]
+    rerun = f"`dabin sweep {sweep.spec} --out {sweep.folder}`" if sweep.spec else "the sweep"
+    lines += [f"{_counts_text({s: len(r) for s, r in by_status.items() if r})} of {len(sweep.runs)} runs. "
+              f"Rerunning {rerun} redoes them and keeps the finished ones.", ""]
+    if by_status["failed"]:
+        lines += [f"### Failed ({len(by_status['failed'])})", ""]
+        lines += _table(["Method", "Norm", "Task / fold", "Seed", "Reason", "Run"],
+                        [[method_label(r.method), norm_label(r.norm), r.place, str(r.seed),
+                          _escape(r.reason) or "(no reason recorded)", f"`{r.key}`"] for r in by_status["failed"]])
+        lines.append("")
+    for status, what in (("incomplete", "started, not finished"), ("missing", "never started")):
+        runs = by_status[status]
+        if runs:
+            lines += [f"### {status.capitalize()} ({len(runs)}; {what})", ""]
+            lines += [f"- {method_label(r.method)} {norm_label(r.norm)} {r.place} seed {r.seed}"
+                      for r in runs[:_LIST_AT_MOST]]
+            lines += [f"- … and {len(runs) - _LIST_AT_MOST} more"] if len(runs) > _LIST_AT_MOST else []
+            lines.append("")
+    return lines
+
+
+def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTable | None,
+                  gates: Sequence[tuple[GatePool, list[dict[str, Any]]]], figures: Figures) -> str:
+    """The report as Markdown.
+
+    Args:
+        sweep: The checked sweep.
+        transfer: Table 4 (None without transfer runs).
+        mixed: Table 3 (None without mixed-domain runs).
+        gates: Per method, the pooled gates and their per-stage summary.
+        figures: The files the report links to.
+
+    Returns:
+        The text of ``report.md``.
+    """
+    lines = _header(sweep)
+    if transfer:
+        lines += _transfer_section(transfer, figures)
+    if mixed:
+        lines += _mixed_section(mixed, sweep.runs, figures)
+    if gates:
+        lines += _gate_section(gates, figures)
+    lines += _status_section(sweep)
+    return "\n".join(lines).rstrip() + "\n"
+

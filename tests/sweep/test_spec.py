@@ -1,0 +1,83 @@
+"""Sweep specs: parsing, defaults, jobs, filters, and one clear error line for each bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from dabin import DabinError
+from dabin.cli import main
+from dabin.sweep import expand_jobs, job_command, load_spec, narrow
+from tests.sweep.conftest import TINY_JOBS, TINY_SPEC, write_spec
+
+
+def test_tiny_spec_parsed(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    assert spec.name == "tiny" and spec.dataset == "custom" and spec.domains == ("Aa", "Bb", "Cc")
+    assert spec.methods == ("dann", "source_only", "mixed") and spec.norms == ("bn", "bin")
+    assert spec.tasks == (("Aa", "Bb"), ("Bb", "Cc")) and spec.seeds == (0, 1) and spec.folds == (0, 1)
+    # Source-only borrows the DANN config: the two differ only by the adaptation switch.
+    assert spec.configs == {"dann": "dann.yaml", "source_only": "dann.yaml", "mixed": "mixed.yaml"}
+    assert spec.out == tmp_path / "out"
+    jobs = expand_jobs(spec)
+    assert len(jobs) == TINY_JOBS and len({job.name for job in jobs}) == TINY_JOBS
+    assert [j.label for j in jobs[:3]] == ["dann bn Aa→Bb seed 0", "dann bn Aa→Bb seed 1",
+                                           "dann bin Aa→Bb seed 0"]
+    source_only = next(j for j in jobs if j.method == "source_only")
+    command = job_command(source_only, tmp_path / "run", base=["fit"])
+    assert command[:2] == ["fit", "-c"] and command[command.index("--model.adaptation") + 1] == "false"
+    assert command[command.index("--data.source") + 1] == "Aa" and "--data.fold" not in command
+    mixed = next(j for j in jobs if j.method == "mixed")
+    assert job_command(mixed, tmp_path / "run", base=["fit"])[-6:] == [
+        "--data.fold", "0", "--seed_everything", "0", "--trainer.default_root_dir", str(tmp_path / "run")]
+
+
+def test_all_tasks_and_fingerprint(tmp_path):
+    spec = load_spec(write_spec(tmp_path, TINY_SPEC.replace('tasks: ["Aa->Bb", "Bb→Cc"]', "tasks: all")))
+    assert len(spec.tasks) == 6 and spec.tasks[0] == ("Aa", "Bb")
+    # Narrowing the axes keeps the sweep; a config's contents or the extra arguments change it.
+    narrowed = narrow(spec, norms=["bin"], tasks=["Aa->Cc"], seeds=[1])
+    assert narrowed.norms == ("bin",) and narrowed.tasks == (("Aa", "Cc"),) and narrowed.seeds == (1,)
+    before = spec.fingerprint()
+    assert narrowed.fingerprint() == before
+    (tmp_path / "dann.yaml").write_text("model: {lr: 0.1}\n")
+    assert load_spec(spec.path).fingerprint() != before
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("axes:", "colors: [red]\naxes:"), "unknown key 'colors'"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  lrs: [1]"), "unknown axis 'lrs'; expected one of methods, norms"),
+    (("norms: [bn, bin]", "norms: [bn, gn]"), "unknown norm 'gn'; expected one of bn, in, bnin, bin"),
+    (("methods: [dann, source_only, mixed]", "methods: [dann, coral]"), "unknown method 'coral'"),
+    (('"Aa->Bb"', '"Aa->Dd"'), "unknown domain 'Dd' in task 'Aa->Dd'; domains: Aa, Bb, Cc"),
+    (('"Aa->Bb"', '"Aa->Aa"'), "task 'Aa->Aa' has the same source and target"),
+    (('"Aa->Bb"', '"AaBb"'), "unknown task 'AaBb'"),
+    (("seeds: [0, 1]", "seeds: [-1]"), "seeds must be non-negative integers"),
+    (("mixed: mixed.yaml", "mixed: gone.yaml"), "config of 'mixed' not found"),
+    (("domains: [Aa, Bb, Cc]", "dataset: mnist"), "unknown dataset 'mnist'"),
+])
+def test_bad_spec_is_one_error_line(tmp_path, capsys, change, message):
+    spec = write_spec(tmp_path, TINY_SPEC.replace(*change))
+    with pytest.raises(DabinError, match=message):
+        load_spec(spec)
+    assert main(["sweep", str(spec), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"dabin: error: {spec}: ") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--tasks", "Aa->Cc"], "--tasks: Aa→Cc is not in the sweep; it has Aa→Bb, Bb→Cc"),
+    (["--tasks", "Aa->Zz"], "unknown domain 'Zz'"),
+    (["--norms", "in"], "--norms: in is not in the sweep; it has bn, bin"),
+    (["--methods", "coral"], "--methods: coral is not in the sweep"),
+    (["--seeds", "x"], "--seeds: 'x' is not a non-negative integer"),
+])
+def test_bad_filter_is_one_error_line(tiny_spec, capsys, flags, message):
+    assert main(["sweep", str(tiny_spec), "--dry-run", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_missing_spec(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "none.yaml")]) == 2
+    assert capsys.readouterr().err == f"dabin: error: sweep spec not found: {tmp_path / 'none.yaml'}\n"
