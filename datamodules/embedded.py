@@ -17,9 +17,19 @@ written to a temporary folder and renamed into place, so a reader never sees hal
 :class:`~datamodules.kfold.KFoldDataModule` and :class:`~datamodules.transfer.TransferDataModule`
 serve it when ``root`` is None or ``"embedded"``.
 
-Source-only cross-domain accuracy (%) of a small CNN trained on one domain's 80% split and tested
-on every domain's 20% split (``experiments/embedded_gap.py``; rows: source, columns: target) is
-reported in that script's output; the diagonal is high and the off-diagonal clearly lower.
+The domain gap is large. Source-only accuracy (%) of ``resnet18(norm="bn", small_input=True,
+width=16)`` trained from scratch on one domain's 80% split (500 SGD steps) and tested on every
+domain's 20% split (``experiments/embedded_gap.py``, seed 0; rows: source, columns: target; about
+90 test images per domain, so each cell is good to about 5 points; chance is 10%)::
+
+    source -> target     Ink    Neon   Photo  Sketch
+    Ink                 95.6     6.6    27.8    10.0
+    Neon                18.9    93.4    36.7     7.8
+    Photo               77.8    51.6    70.0     8.9
+    Sketch              11.1     9.9    11.1    84.4
+
+In-domain 86% on average, across domains 23%. Sketch neither reaches nor is reached by the
+others (chance level); Photo, the hardest to learn with 360 images, transfers best, even to Ink.
 """
 
 from __future__ import annotations

@@ -52,7 +52,9 @@ def transfer_split(samples: Sequence[Sample], domain_name: str, seed: int) -> tu
     counts = Counter(labels)
     if min(counts.values()) < 2:
         label = min(counts, key=counts.__getitem__)
-        raise DabinError(f"domain {domain_name!r}: class {label} has {counts[label]} image; "
+        # Name the lone image: its path shows the class folder, which a label number does not.
+        lone = next(s.path for s in samples if s.label == label)
+        raise DabinError(f"domain {domain_name!r}: class {label} has {counts[label]} image ({lone}); "
                          "the stratified 80/20 split needs at least 2 per class")
     train, test = train_test_split(order, test_size=TEST_FRACTION, stratify=labels,
                                    random_state=_domain_seed(seed, domain_name))

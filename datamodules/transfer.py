@@ -130,6 +130,10 @@ class TransferDataModule(DomainDataModule):
             chosen[name] = self.splits[domain][0 if split == "train" else 1]
         return [self.loader(self.dataset(chosen[name], train=False)) for name in self.eval_names]
 
+    def target_dataloader(self) -> DataLoader:
+        """The target's train split, unlabelled use only, with the evaluation transform (e.g. for AdaBN)."""
+        return self.loader(self.dataset(self.splits[self.target_name][0], train=False))
+
     def predict_dataloader(self) -> list[DataLoader]:
         """The test loaders (the target's test split first)."""
         return self.test_dataloader()

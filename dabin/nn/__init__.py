@@ -5,6 +5,7 @@ from dabin.nn.convert import NORMS, NormName, check_norm, convert_layer, convert
 from dabin.nn.functional import batch_instance_norm
 from dabin.nn.gates import GateClamp, bin_param_groups, clamp_gates_, gate_parameters
 from dabin.nn.grl import GradientReversal, gradient_reversal
+from dabin.nn.recalibrate import recalibrate_norm_stats
 
 __all__ = [
     "NORMS",
@@ -23,4 +24,5 @@ __all__ = [
     "gate_parameters",
     "gradient_reversal",
     "norm_layer",
+    "recalibrate_norm_stats",
 ]

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, resnet18
-from dabin.nn import GradientReversal, NormName, check_norm
+from dabin.nn import GradientReversal, NormName, check_norm, recalibrate_norm_stats
 from dabin.tasks.base import Batch, DomainTask
 from dabin.tasks.schedules import dann_lambda, dann_lr_factor, progress
 
@@ -69,6 +69,8 @@ class DANN(DomainTask):
         lr_beta: ``β`` of the same.
         lambda_gamma: ``γ`` of ``λ_p = 2 / (1 + exp(−γ p)) − 1``.
         lambda_max: Final value of ``λ`` (1 in the paper).
+        target_norm_stats: Before testing, re-estimate the running statistics of every BatchNorm/BIN
+            layer on the unlabelled target train split (AdaBN); uses no target label. Off in the paper.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class DANN(DomainTask):
         lr_beta: float = 0.75,
         lambda_gamma: float = 10.0,
         lambda_max: float = 1.0,
+        target_norm_stats: bool = False,
     ) -> None:
         super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult)
         check_norm(norm)
@@ -98,7 +101,10 @@ class DANN(DomainTask):
             raise DabinError(f"dropout must be in [0, 1), got {dropout}")
         self.save_hyperparameters()
         self.backbone = resnet18(norm=norm, weights=weights, num_classes=0, small_input=small_input, width=width)
-        self.bottleneck = nn.Sequential(nn.Linear(self.backbone.num_features, bottleneck_dim), nn.ReLU(inplace=True))
+        # BatchNorm keeps the bottleneck centred: without it the reversed gradient can push every
+        # ReLU input below zero, and the features die for both heads (measured on the embedded data).
+        self.bottleneck = nn.Sequential(nn.Linear(self.backbone.num_features, bottleneck_dim),
+                                        nn.BatchNorm1d(bottleneck_dim), nn.ReLU(inplace=True))
         self.classifier = _mlp(bottleneck_dim, hidden_dim, num_classes, dropout)
         self.grl = GradientReversal(0.0)
         self.domain_classifier = _mlp(bottleneck_dim, hidden_dim, 2, dropout)
@@ -124,6 +130,12 @@ class DANN(DomainTask):
         """``λ_p`` at the trainer's current step."""
         return dann_lambda(progress(self.global_step, self.total_steps), self.hparams.lambda_gamma,
                            self.hparams.lambda_max)
+
+    def on_test_start(self) -> None:
+        """With ``target_norm_stats``, replace the norm layers' statistics by the target's (AdaBN)."""
+        datamodule = self.trainer.datamodule
+        if self.hparams.target_norm_stats and datamodule is not None and hasattr(datamodule, "target_dataloader"):
+            recalibrate_norm_stats(self, (images for images, *_ in datamodule.target_dataloader()), self.device)
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
         """One DANN step on ``{"source": (x, y, d), "target": (x, y, d)}`` (target labels unused)."""
