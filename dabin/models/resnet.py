@@ -116,6 +116,10 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tup
                       stacklevel=3)
         state = {k: v for k, v in state.items() if k not in skip}
     expected = model.state_dict()
+    # The classifier is replaced after loading; one trained for other classes (or none) is not used.
+    state = {k: v for k, v in state.items()
+             if not k.startswith("fc.") or (k in expected and v.shape == expected[k].shape)}
+    skip = (*skip, *(k for k in expected if k.startswith("fc.") and k not in state))
     # A BIN checkpoint's gates are not part of a BN/IN/BN+IN model; everything else must match.
     state = {k: v for k, v in state.items() if k in expected or not k.endswith(".gate")}
     missing = [k for k in expected if k not in state and k not in skip and not k.endswith(".gate")]
@@ -144,10 +148,13 @@ def _read_state_dict(weights: str | os.PathLike[str]) -> Mapping[str, Tensor]:
             state = state["state_dict"]
         if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
             raise DabinError(f"weights file {text!r} does not hold a state dict of tensors")
-        # Tolerate the usual wrappers (DDP's "module.", a Lightning module's "backbone." / "model.").
+        # Tolerate the usual wrappers: DDP's "module.", and a Lightning module's "model." or
+        # "backbone." (a dabin DANN checkpoint also holds heads beside its backbone: keep the backbone).
         for prefix in ("module.", "model.", "backbone."):
             if state and all(k.startswith(prefix) for k in state):
                 state = {k[len(prefix):]: v for k, v in state.items()}
+        if any(k.startswith("backbone.") for k in state):
+            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
         return dict(state)
     names = [w.name for w in ResNet18_Weights] + ["DEFAULT"]
     name = text.split(".")[-1]  # accept "ResNet18_Weights.IMAGENET1K_V1" as well

@@ -114,3 +114,20 @@ def test_offline_torchvision_name_says_how_to_pass_a_file(monkeypatch, tmp_path)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(DabinError, match=r"cannot fetch torchvision weights .*--model.weights /path/to/resnet18-f37072fd.pth"):
         resnet18(weights="IMAGENET1K_V1")
+
+
+def test_weights_from_a_dabin_checkpoint(tmp_path) -> None:
+    """A trained DANN's Lightning checkpoint serves as backbone weights (its heads and classes are ignored)."""
+    import torch
+
+    from dabin.models import resnet18
+    from dabin.tasks import DANN
+
+    trained = DANN(num_classes=7, norm="bin")
+    with torch.no_grad():
+        trained.backbone.layer1[0].bn1.gate.fill_(0.25)
+    torch.save({"state_dict": trained.state_dict(), "epoch": 3}, tmp_path / "dann.ckpt")
+    model = resnet18(norm="bin", weights=tmp_path / "dann.ckpt", num_classes=65)
+    assert torch.all(model.layer1[0].bn1.gate == 0.25)
+    assert torch.equal(model.conv1.weight, trained.backbone.conv1.weight)
+    assert model.fc.out_features == 65
