@@ -11,48 +11,54 @@ Each dataset item is ``(image: Tensor[3, H, W] float, label: int, domain: int)``
 - ``dabin data ROOT``: :func:`datamodules.check.main`.
 """
 
-from datamodules.base import DomainDataModule
-from datamodules.cache import ResizedImageCache, default_cache_dir
-from datamodules.dataset import ImageDataset
-from datamodules.embedded import EMBEDDED_DOMAINS, embedded_root, is_embedded
-from datamodules.kfold import KFoldDataModule
-from datamodules.loading import CorruptImageError, decode_image, verify_image
-from datamodules.naming import domain_code, domain_key
-from datamodules.officehome import OFFICE_HOME_COUNTS, OFFICE_HOME_DOMAINS, OFFICE_HOME_TASKS
-from datamodules.splits import kfold_split, transfer_split
-from datamodules.tasks import parse_task, task_name, transfer_tasks
-from datamodules.transfer import TransferDataModule
-from datamodules.transforms import eval_transform, resize_size, train_transform
-from datamodules.tree import DatasetWarning, Domain, DomainTree, Sample
+from __future__ import annotations
 
-__all__ = [
-    "EMBEDDED_DOMAINS",
-    "OFFICE_HOME_COUNTS",
-    "OFFICE_HOME_DOMAINS",
-    "OFFICE_HOME_TASKS",
-    "CorruptImageError",
-    "DatasetWarning",
-    "Domain",
-    "DomainDataModule",
-    "DomainTree",
-    "ImageDataset",
-    "KFoldDataModule",
-    "ResizedImageCache",
-    "Sample",
-    "TransferDataModule",
-    "decode_image",
-    "default_cache_dir",
-    "domain_code",
-    "domain_key",
-    "embedded_root",
-    "eval_transform",
-    "is_embedded",
-    "kfold_split",
-    "parse_task",
-    "resize_size",
-    "task_name",
-    "train_transform",
-    "transfer_split",
-    "transfer_tasks",
-    "verify_image",
-]
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): `dabin report` and `dabin sweep` need the naming helpers, not torch.
+_EXPORTS: dict[str, str] = {
+    "DomainDataModule": "base",
+    "ResizedImageCache": "cache",
+    "default_cache_dir": "cache",
+    "ImageDataset": "dataset",
+    "EMBEDDED_DOMAINS": "embedded",
+    "embedded_root": "embedded",
+    "is_embedded": "embedded",
+    "KFoldDataModule": "kfold",
+    "CorruptImageError": "loading",
+    "decode_image": "loading",
+    "verify_image": "loading",
+    "domain_code": "naming",
+    "domain_key": "naming",
+    "OFFICE_HOME_COUNTS": "officehome",
+    "OFFICE_HOME_DOMAINS": "officehome",
+    "OFFICE_HOME_TASKS": "officehome",
+    "kfold_split": "splits",
+    "transfer_split": "splits",
+    "parse_task": "tasks",
+    "task_name": "tasks",
+    "transfer_tasks": "tasks",
+    "TransferDataModule": "transfer",
+    "eval_transform": "transforms",
+    "resize_size": "transforms",
+    "train_transform": "transforms",
+    "DatasetWarning": "tree",
+    "Domain": "tree",
+    "DomainTree": "tree",
+    "Sample": "tree",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

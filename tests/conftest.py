@@ -10,7 +10,7 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_dabin_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Point ``$DABIN_CACHE`` at a session folder, so tests never write to ``~/.cache``."""
     folder = tmp_path_factory.mktemp("dabin_cache_all")
     previous = os.environ.get("DABIN_CACHE")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -74,16 +73,3 @@ def small_tree(tmp_path: Path) -> Path:
     """A 3-domain, 3-class tree that a test may modify."""
     spec = {d: {"bird": 6, "cat": 5, "dog": 7} for d in ("photo", "sketch", "cartoon")}
     return make_tree(tmp_path / "tree", spec)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def embedded_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Render the embedded dataset once per session, into a private cache (never ~/.cache)."""
-    folder = tmp_path_factory.mktemp("dabin_cache")
-    previous = os.environ.get("DABIN_CACHE")
-    os.environ["DABIN_CACHE"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("DABIN_CACHE", None)
-    else:
-        os.environ["DABIN_CACHE"] = previous
