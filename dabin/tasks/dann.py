@@ -5,7 +5,7 @@ Architecture (recipes, Section 4.2 of the BIN paper)::
     images (B, 3, H, W) ─ ResNet-18 ─ f (B, 512) ─ bottleneck ─ z (B, 256) ─┬─ label predictor ─ (B, C)
                                                                            └─ GRL(λ) ─ domain classifier ─ (B, 2)
 
-with bottleneck ``Linear(512, 256) + ReLU``, label predictor ``256 → 1024 → C`` and domain
+with bottleneck ``Linear(512, 256) + BatchNorm + ReLU``, label predictor ``256 → 1024 → C`` and domain
 classifier ``256 → 1024 → 2`` (ReLU and dropout 0.5 between). Each step takes ``B_s`` labelled
 source and ``B_t`` unlabelled target images (32 + 32 by default) through the network as one batch,
 so the normalization layers see both domains, and minimizes
@@ -101,8 +101,8 @@ class DANN(DomainTask):
             raise DabinError(f"dropout must be in [0, 1), got {dropout}")
         self.save_hyperparameters()
         self.backbone = resnet18(norm=norm, weights=weights, num_classes=0, small_input=small_input, width=width)
-        # BatchNorm keeps the bottleneck centred: without it the reversed gradient can push every
-        # ReLU input below zero, and the features die for both heads (measured on the embedded data).
+        # BatchNorm keeps the bottleneck centred, so the reversed gradient cannot push every ReLU
+        # input below zero and silence both heads (the Transfer-Learning-Library's bottleneck too).
         self.bottleneck = nn.Sequential(nn.Linear(self.backbone.num_features, bottleneck_dim),
                                         nn.BatchNorm1d(bottleneck_dim), nn.ReLU(inplace=True))
         self.classifier = _mlp(bottleneck_dim, hidden_dim, num_classes, dropout)
