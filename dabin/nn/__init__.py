@@ -1,5 +1,6 @@
 """Normalization layers and helpers: BIN (eq. 3), the norm switch, gate training, gradient reversal."""
 
+from dabin.nn import compiled
 from dabin.nn.bin import BatchInstanceNorm1d, BatchInstanceNorm2d, BatchInstanceNorm3d
 from dabin.nn.convert import NORMS, NormName, check_norm, convert_layer, convert_norm, norm_layer
 from dabin.nn.functional import batch_instance_norm
@@ -17,6 +18,7 @@ __all__ = [
     "NormName",
     "batch_instance_norm",
     "bin_param_groups",
+    "compiled",
     "check_norm",
     "clamp_gates_",
     "convert_layer",

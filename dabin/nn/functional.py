@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from dabin.nn import compiled
+
 __all__ = ["batch_instance_norm"]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -149,6 +151,52 @@ def _forward(
     return y, (mean_i, rstd_i, mean_b, rstd_b)
 
 
+def _forward_compiled(
+    x: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    gate: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    use_batch_stats: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[Tensor, tuple[Tensor, ...]] | None:
+    """:func:`_forward` through the compiled kernels (:mod:`dabin.nn.compiled`); None if unavailable."""
+    if not (compiled.eligible(x) and gate.dtype == torch.float32) or (not use_batch_stats and running_mean is None):
+        return None
+    channels = x.shape[1]
+    gamma = weight if weight is not None else torch.ones(channels, device=x.device)
+    beta = bias if bias is not None else torch.zeros(channels, device=x.device)
+    if not use_batch_stats:
+        assert running_mean is not None and running_var is not None
+        out = compiled.kernel("eval", x, gamma, beta, gate, running_mean.float(), running_var.float(), eps)
+        if out is None:
+            return None
+        y, mean_i, rstd_i, rstd_b = out
+        return y.detach(), (mean_i, rstd_i, running_mean.float(), rstd_b)
+    out = compiled.kernel("train", x, gamma, beta, gate, eps)
+    if out is None:
+        return None
+    y, mean_i, rstd_i, mean_b, rstd_b, var_b = out
+    if running_mean is not None and running_var is not None:
+        count = x.shape[0] * x[0, 0].numel()
+        running_mean.lerp_(mean_b.to(running_mean.dtype), momentum)
+        running_var.lerp_((var_b * (count / (count - 1))).to(running_var.dtype), momentum)
+    # detach(): the kernel's output is a reshaped view; a plain tensor lets callers modify the
+    # layer's output in place (ReLU(inplace=True)), as with the eager path.
+    return y.detach(), (mean_i, rstd_i, mean_b, rstd_b)
+
+
+def _forward_fastest(*args: Any) -> tuple[Tensor, tuple[Tensor, ...], bool]:
+    """The compiled forward where it applies, else the eager one; the flag says which ran."""
+    result = _forward_compiled(*args)
+    if result is not None:
+        return result[0], result[1], True
+    y, stats = _forward(*args)
+    return y, stats, False
+
+
 class _BatchInstanceNorm(torch.autograd.Function):
     """Fused eq. (3) with its analytic gradient; see the module docstring."""
 
@@ -165,9 +213,12 @@ class _BatchInstanceNorm(torch.autograd.Function):
         momentum: float,
         eps: float,
     ) -> Tensor:
-        y, stats = _forward(x, weight, bias, gate, running_mean, running_var, use_batch_stats, momentum, eps)
+        y, stats, was_compiled = _forward_fastest(x, weight, bias, gate, running_mean, running_var,
+                                                  use_batch_stats, momentum, eps)
         ctx.save_for_backward(x, weight, gate, *stats)
         ctx.use_batch_stats = use_batch_stats
+        # The compiled backward covers training mode (batch statistics), the common case.
+        ctx.compiled = was_compiled and use_batch_stats
         ctx.has_bias = bias is not None
         return y
 
@@ -175,6 +226,15 @@ class _BatchInstanceNorm(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, weight, gate, mean_i, rstd_i, mean_b, rstd_b = ctx.saved_tensors
+        if ctx.compiled and compiled.compiled_enabled():
+            gamma_c = weight if weight is not None else torch.ones_like(rstd_b)
+            grads = compiled.kernel("backward", x, grad_out.contiguous(), gamma_c, gate, mean_i, rstd_i, mean_b, rstd_b)
+            if grads is not None:
+                grad_x, grad_weight, grad_bias, grad_gate = grads
+                needs = ctx.needs_input_grad
+                return (grad_x if needs[0] else None, grad_weight if weight is not None and needs[1] else None,
+                        grad_bias if ctx.has_bias and needs[2] else None, grad_gate if needs[3] else None,
+                        None, None, None, None, None)
         dtype = x.dtype
         xf = _compute(x)
         g = _compute(grad_out)
@@ -255,6 +315,6 @@ def batch_instance_norm(
     if torch.is_autocast_enabled(x.device.type):
         # Statistics are computed in float32 inside; autocast must not recast them.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return _BatchInstanceNorm.apply(*args) if needs_grad else _forward(*args)[0]
+            return _BatchInstanceNorm.apply(*args) if needs_grad else _forward_fastest(*args)[0]
     # Inference skips autograd's bookkeeping: it costs as much as the arithmetic on small maps.
-    return _BatchInstanceNorm.apply(*args) if needs_grad else _forward(*args)[0]
+    return _BatchInstanceNorm.apply(*args) if needs_grad else _forward_fastest(*args)[0]
