@@ -51,34 +51,37 @@ def eligible(x: Tensor) -> bool:
             and x.is_contiguous() and x[0, 0].numel() > 1)
 
 
-def _train(x: Tensor, gamma: Tensor, beta: Tensor, rho: Tensor, eps: float) -> tuple[Tensor, ...]:
-    n, c = x.shape[0], x.shape[1]
-    xr = x.reshape(n, c, -1)
+def _instance_stats(xr: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     mean_i = xr.mean(-1)
     var_i = ((xr * xr).mean(-1) - mean_i * mean_i).clamp_min(0.0)
-    rstd_i = (var_i + eps).rsqrt()
-    mean_b = mean_i.mean(0)
-    var_b = var_i.mean(0) + ((mean_i - mean_b) ** 2).mean(0)
-    rstd_b = (var_b + eps).rsqrt()
+    return mean_i, var_i, (var_i + eps).rsqrt()
+
+
+def _mix(xr: Tensor, gamma: Tensor, beta: Tensor, rho: Tensor, mean_i: Tensor, rstd_i: Tensor, mean_b: Tensor,
+         rstd_b: Tensor) -> Tensor:
+    # eq. (3) as one affine map per (n, c): y = x·(a + t) + (β − a·μ_B − t·μ_I)
     a = gamma * rho * rstd_b
     t = gamma * (1.0 - rho) * rstd_i
     shift = beta - a * mean_b - t * mean_i
-    y = (xr * (a + t)[..., None] + shift[..., None]).reshape(x.shape)
+    return xr * (a + t)[..., None] + shift[..., None]
+
+
+def _train(x: Tensor, gamma: Tensor, beta: Tensor, rho: Tensor, eps: float) -> tuple[Tensor, ...]:
+    xr = x.reshape(x.shape[0], x.shape[1], -1)
+    mean_i, var_i, rstd_i = _instance_stats(xr, eps)
+    mean_b = mean_i.mean(0)
+    var_b = var_i.mean(0) + ((mean_i - mean_b) ** 2).mean(0)  # law of total variance
+    rstd_b = (var_b + eps).rsqrt()
+    y = _mix(xr, gamma, beta, rho, mean_i, rstd_i, mean_b, rstd_b).reshape(x.shape)
     return y, mean_i, rstd_i, mean_b, rstd_b, var_b
 
 
 def _eval(x: Tensor, gamma: Tensor, beta: Tensor, rho: Tensor, mean_b: Tensor, var_b: Tensor,
           eps: float) -> tuple[Tensor, ...]:
-    n, c = x.shape[0], x.shape[1]
-    xr = x.reshape(n, c, -1)
-    mean_i = xr.mean(-1)
-    var_i = ((xr * xr).mean(-1) - mean_i * mean_i).clamp_min(0.0)
-    rstd_i = (var_i + eps).rsqrt()
+    xr = x.reshape(x.shape[0], x.shape[1], -1)
+    mean_i, _, rstd_i = _instance_stats(xr, eps)
     rstd_b = (var_b + eps).rsqrt()
-    a = gamma * rho * rstd_b
-    t = gamma * (1.0 - rho) * rstd_i
-    shift = beta - a * mean_b - t * mean_i
-    y = (xr * (a + t)[..., None] + shift[..., None]).reshape(x.shape)
+    y = _mix(xr, gamma, beta, rho, mean_i, rstd_i, mean_b, rstd_b).reshape(x.shape)
     return y, mean_i, rstd_i, rstd_b
 
 

@@ -27,6 +27,10 @@ streams ``x`` once at memory speed, where ``torch.var_mean``'s Welford loop is 1
 CPU. The cancellation this form risks costs about ``eps_float32 · (1 + μ²/σ²)`` relative error in
 σ², far below the layer's ``eps`` for activations of a network; the variance is clipped at 0 so
 rounding cannot make a constant map's variance negative.
+
+For contiguous float32 CPU input the same arithmetic runs as three ``torch.compile``-d kernels
+(:mod:`dabin.nn.compiled`), which fuse the dozens of small per-``(n, c)`` operations around the
+memory passes; this module's eager code is the path for every other input and the fallback.
 """
 
 from __future__ import annotations
