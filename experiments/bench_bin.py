@@ -16,8 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -26,6 +24,7 @@ from torch import nn
 from dabin.models import resnet18
 from dabin.nn import BatchInstanceNorm2d
 from dabin.nn.reference import batch_instance_norm_reference
+from timing import median_interleaved
 
 LAYER_SHAPES = [(32, 64, 56, 56), (32, 128, 28, 28), (32, 256, 14, 14), (32, 512, 7, 7), (64, 64, 16, 16)]
 TARGETS = {"train": 1.2, "eval": 2.5, "resnet18 step": 1.05}
@@ -39,20 +38,6 @@ class NaiveBIN(BatchInstanceNorm2d):
             input, self.running_mean, self.running_var, self.weight, self.bias, self.gate,
             self.training, self.momentum or 0.0, self.eps,
         )
-
-
-def _median_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median wall time of each callable, run in turn so drifts hit all of them alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _layer_step(layer: nn.Module, x: torch.Tensor, train: bool) -> Callable[[], object]:
@@ -114,13 +99,13 @@ def main() -> None:
             for layer in (layers["bin"], layers["naive"]):
                 with torch.no_grad():
                     layer.gate.uniform_()  # every channel mixes both branches: no shortcut applies
-            med = _median_interleaved(
-                {name: _layer_step(layer, x, mode == "train") for name, layer in layers.items()}, args.repeats
+            med = median_interleaved(
+                {name: _layer_step(layer, x, mode == "train") for name, layer in layers.items()}, args.repeats, warmup=2
             )
             rows.append((mode, "x".join(map(str, shape)), med["bn"], med["bin"], med["naive"]))
     steps = {norm: _resnet_step(norm, 64, 64) for norm in ("bn", "bin")}
-    med = _median_interleaved(steps, args.step_repeats)
-    evals = _median_interleaved({norm: _resnet_eval(norm, 64, 64) for norm in ("bn", "bin")}, args.step_repeats)
+    med = median_interleaved(steps, args.step_repeats, warmup=2)
+    evals = median_interleaved({norm: _resnet_eval(norm, 64, 64) for norm in ("bn", "bin")}, args.step_repeats, warmup=2)
     print("| measurement | shape | BN ms | BIN ms | BIN/BN | naive BIN/BN | target |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     worst = {"train": 0.0, "eval": 0.0}

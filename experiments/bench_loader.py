@@ -60,6 +60,7 @@ from torchvision.transforms import v2
 
 from datamodules import DomainTree, ImageDataset, ResizedImageCache, Sample, resize_size
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, ToNormalizedTensor
+from timing import median_interleaved
 
 #: ours / torchvision images per second, at least.
 SPEED_TARGET = 3.0
@@ -171,17 +172,6 @@ def _pass(load: Callable[[int], object], count: int) -> Callable[[], object]:
             load(index)
         return None
     return run
-
-
-def median_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each callable, run in turn so drifts hit all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _grey_levels(tensor: Tensor) -> Tensor:
