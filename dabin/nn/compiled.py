@@ -124,6 +124,9 @@ def kernel(name: str, *args: Any) -> tuple[Tensor, ...] | None:
 
     A failure disables the compiled path for the rest of the process, with one warning.
     """
+    # Dynamo keeps an nn.Parameter's shape static, and the gate, γ and β broadcast against x's
+    # channel dimension: passed as parameters they would force one recompile per channel count.
+    args = tuple(arg.detach() if isinstance(arg, Tensor) else arg for arg in args)
     try:
         with torch.no_grad():
             return _compiled(name)(*args)

@@ -54,3 +54,24 @@ def test_eligibility() -> None:
     assert not compiled.eligible(torch.randn(2, 3, 4, 4, dtype=torch.float64))
     assert not compiled.eligible(torch.randn(2, 3, 1, 1))
     assert not compiled.eligible(torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last))
+
+
+def test_one_graph_per_kernel_across_channel_counts(eager_switch: None) -> None:
+    """A network's BIN layers differ in width; each width must not compile its own kernels."""
+    from torch._dynamo.utils import counters
+
+    compiled.set_compiled(True)
+
+    def step(channels: int) -> None:
+        layer = BatchInstanceNorm2d(channels)
+        x = torch.randn(3, channels, 5, 7, requires_grad=True)
+        layer(x).sum().backward()
+        layer.eval()(x.detach())
+
+    for channels in (4, 6):  # the second width lets Dynamo generalize the first graph's sizes
+        step(channels)
+    assert compiled.compiled_enabled(), "compilation failed and fell back to eager"
+    graphs = counters["stats"]["unique_graphs"]
+    for channels in (10, 12, 20):
+        step(channels)
+    assert counters["stats"]["unique_graphs"] == graphs, "a new channel count recompiled a kernel"
