@@ -98,6 +98,15 @@ def _affine(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
     return torch.addcmul(_per_instance(shift, nd), x, _per_instance(scale, nd))
 
 
+def _update_running_stats(running_mean: Tensor | None, running_var: Tensor | None, mean_b: Tensor, var_b: Tensor,
+                          count: int, momentum: float) -> None:
+    """BatchNorm's running-statistics update: an exponential average of the batch mean and of the
+    unbiased batch variance (``count`` values per channel)."""
+    if running_mean is not None and running_var is not None:
+        running_mean.lerp_(mean_b.to(running_mean.dtype), momentum)
+        running_var.lerp_((var_b * (count / (count - 1))).to(running_var.dtype), momentum)
+
+
 def _forward(
     x: Tensor,
     weight: Tensor | None,
@@ -129,10 +138,7 @@ def _forward(
         # Law of total variance: batch statistics follow from the instance ones, no second pass.
         mean_b = mean_i.mean(0)
         var_b = var_i.mean(0).add_((mean_i - mean_b).square_().mean(0))
-        if running_mean is not None and running_var is not None:
-            count = n * spatial
-            running_mean.lerp_(mean_b.to(running_mean.dtype), momentum)
-            running_var.lerp_((var_b * (count / (count - 1))).to(running_var.dtype), momentum)
+        _update_running_stats(running_mean, running_var, mean_b, var_b, n * spatial, momentum)
     else:
         assert running_mean is not None and running_var is not None
         mean_b, var_b = _compute(running_mean), _compute(running_var)
@@ -174,19 +180,17 @@ def _forward_compiled(
     beta = bias if bias is not None else torch.zeros(channels, device=x.device)
     if not use_batch_stats:
         assert running_mean is not None and running_var is not None
-        out = compiled.kernel("eval", x, gamma, beta, gate, running_mean.float(), running_var.float(), eps)
+        mean_b = running_mean.float()
+        out = compiled.kernel("eval", x, gamma, beta, gate, mean_b, running_var.float(), eps)
         if out is None:
             return None
         y, mean_i, rstd_i, rstd_b = out
-        return y.detach(), (mean_i, rstd_i, running_mean.float(), rstd_b)
+        return y.detach(), (mean_i, rstd_i, mean_b, rstd_b)
     out = compiled.kernel("train", x, gamma, beta, gate, eps)
     if out is None:
         return None
     y, mean_i, rstd_i, mean_b, rstd_b, var_b = out
-    if running_mean is not None and running_var is not None:
-        count = x.shape[0] * x[0, 0].numel()
-        running_mean.lerp_(mean_b.to(running_mean.dtype), momentum)
-        running_var.lerp_((var_b * (count / (count - 1))).to(running_var.dtype), momentum)
+    _update_running_stats(running_mean, running_var, mean_b, var_b, x.shape[0] * x[0, 0].numel(), momentum)
     # detach(): the kernel's output is a reshaped view; a plain tensor lets callers modify the
     # layer's output in place (ReLU(inplace=True)), as with the eager path.
     return y.detach(), (mean_i, rstd_i, mean_b, rstd_b)
