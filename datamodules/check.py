@@ -4,7 +4,8 @@ Prints the domains with their codes and image counts, the number of classes, war
 80/20 transfer split sizes per domain and the k-fold sizes per fold and domain, after opening
 every image. Exit status: 0 for a usable dataset (count differences are only warnings), 1 when
 images are broken (each named by path), 2 for a layout error (raised as
-:class:`~dabin.errors.DabinError` and printed by ``dabin`` as one line).
+:class:`~dabin.errors.DabinError` and printed by ``dabin`` as one line) or a domain too small to
+split (printed after the image checks, which still run).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from dabin.errors import DabinError
 from datamodules.embedded import embedded_root, is_embedded
 from datamodules.loading import verify_image
 from datamodules.splits import kfold_split, transfer_split
-from datamodules.tree import DatasetWarning, DomainTree
+from datamodules.tree import DomainTree
 
 __all__ = ["check_dataset", "main"]
 
@@ -39,7 +41,8 @@ def check_dataset(root: str | None, seed: int = 0, k: int = 5, image_lists: str 
         The report: ``root``, ``domains`` (list of ``{name, code, images}``), ``num_classes``,
         ``class_names``, ``warnings``, ``ignored_files``, ``splits`` (``transfer``:
         ``{domain: {train, test}}``; ``kfold``: one ``{domain: count}`` per fold), ``broken``
-        (list of ``{path, error}``).
+        (list of ``{path, error}``), ``errors`` (splits that cannot be made, one line each: the
+        images are still checked).
 
     Raises:
         DabinError: The layout is broken (missing root or domain, empty class folder, ...).
@@ -48,13 +51,20 @@ def check_dataset(root: str | None, seed: int = 0, k: int = 5, image_lists: str 
         # Collect rather than print: the report lists every warning once, in its own section.
         warnings.simplefilter("always")
         tree = DomainTree.scan(embedded_root() if is_embedded(root) else root, image_lists=image_lists)
-        transfer = {}
+        transfer: dict[str, dict[str, int]] = {}
+        errors: list[str] = []
+        # A domain too small to split is reported beside the image checks, not instead of them.
         for index, domain in enumerate(tree.domains):
-            train, test = transfer_split(tree.domain_samples(index), domain.name, seed)
+            try:
+                train, test = transfer_split(tree.domain_samples(index), domain.name, seed)
+            except DabinError as error:
+                errors.append(str(error))
+                continue
             transfer[domain.name] = {"train": len(train), "test": len(test)}
-        folds = kfold_split(tree.samples, k, seed)
+        folds = kfold_split(tree.samples, k, seed)  # a k that does not fit the data is an argument error
     notes = list(tree.warnings)
-    notes += [str(w.message).splitlines()[0] for w in caught if not issubclass(w.category, DatasetWarning)]
+    # The tree's own warnings are already in tree.warnings; the splits' are not.
+    notes += [line for line in (str(w.message).splitlines()[0] for w in caught) if line not in notes]
     kfold = [{d.name: sum(tree.samples[i].domain == j for i in part) for j, d in enumerate(tree.domains)}
              for part in folds]
     broken = []
@@ -72,6 +82,7 @@ def check_dataset(root: str | None, seed: int = 0, k: int = 5, image_lists: str 
         "ignored_files": len(tree.ignored),
         "splits": {"seed": seed, "transfer": transfer, "k": k, "kfold": kfold},
         "broken": broken,
+        "errors": errors,
     }
 
 
@@ -103,6 +114,8 @@ def _print_report(report: dict[str, Any]) -> None:
             print(f"  {item['path']}: {item['error']}")
     else:
         print("all images open")
+    for error in report["errors"]:
+        print(f"error: {error}")
 
 
 def main(argv: list[str]) -> int:
@@ -112,7 +125,8 @@ def main(argv: list[str]) -> int:
         argv: ``ROOT [--seed S] [--k K] [--lists PATH] [--json]``.
 
     Returns:
-        0 if the dataset is usable, 1 if some images are broken.
+        0 if the dataset is usable, 1 if some images are broken, 2 if a split cannot be made (the
+        images are checked and reported all the same).
 
     Raises:
         DabinError: A layout error (``dabin`` prints it as one line and exits 2).
@@ -129,4 +143,4 @@ def main(argv: list[str]) -> int:
         print(json.dumps(report, indent=1))
     else:
         _print_report(report)
-    return 1 if report["broken"] else 0
+    return 2 if report["errors"] else 1 if report["broken"] else 0

@@ -6,16 +6,18 @@ domain's name: never on where the tree lives, on listing order, or on which task
 
 from __future__ import annotations
 
+import math
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from dabin.errors import DabinError
 from datamodules.naming import domain_key
-from datamodules.tree import Sample
+from datamodules.tree import DatasetWarning, Sample
 
 __all__ = ["TEST_FRACTION", "kfold_split", "transfer_split"]
 
@@ -29,11 +31,24 @@ def _domain_seed(seed: int, domain_name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(domain_key(domain_name).encode())) % 2**32
 
 
+def _unstratifiable(labels: Sequence[int], n_test: int) -> str | None:
+    """Why a stratified split with ``n_test`` held-out items is impossible (None if it is possible)."""
+    counts = Counter(labels)
+    small = sorted(label for label, count in counts.items() if count < 2)
+    if small:
+        return f"{len(small)} of {len(counts)} classes have a single image (e.g. class {small[0]})"
+    if n_test < len(counts) or len(labels) - n_test < len(counts):
+        return f"{len(labels)} images cannot put each of its {len(counts)} classes on both sides of an 80/20 split"
+    return None
+
+
 def transfer_split(samples: Sequence[Sample], domain_name: str, seed: int) -> tuple[list[int], list[int]]:
-    """Split one domain 80/20 at random, stratified by class.
+    """Split one domain 80/20 at random, stratified by class where the domain allows it.
 
     The split depends only on ``(domain_name, seed)`` and the domain's files, so a domain is split
-    the same whether it is the source of one task or the target of another.
+    the same whether it is the source of one task or the target of another. A domain too small to
+    stratify (a class with a single image, or fewer test images than classes) is split without
+    stratification, with one :class:`~datamodules.tree.DatasetWarning` line saying so.
 
     Args:
         samples: The samples of one domain (any order).
@@ -44,25 +59,29 @@ def transfer_split(samples: Sequence[Sample], domain_name: str, seed: int) -> tu
         ``(train, test)``: positions into ``samples``, each sorted.
 
     Raises:
-        DabinError: A class has fewer than 2 images, so it cannot appear on both sides.
+        DabinError: The domain has fewer than 2 images, so one side would be empty.
     """
+    if len(samples) < 2:
+        raise DabinError(f"domain {domain_name!r} is too small for the 80/20 split: {len(samples)} image(s), "
+                         "at least 2 needed")
     # Sort by relative path first so the result is independent of the order samples come in.
     order = sorted(range(len(samples)), key=lambda i: samples[i].key)
     labels = [samples[i].label for i in order]
-    counts = Counter(labels)
-    if min(counts.values()) < 2:
-        label = min(counts, key=counts.__getitem__)
-        # Name the lone image: its path shows the class folder, which a label number does not.
-        lone = next(s.path for s in samples if s.label == label)
-        raise DabinError(f"domain {domain_name!r}: class {label} has {counts[label]} image ({lone}); "
-                         "the stratified 80/20 split needs at least 2 per class")
-    train, test = train_test_split(order, test_size=TEST_FRACTION, stratify=labels,
+    # sklearn's own rounding of test_size (ceil), so the check below matches what it will do.
+    why = _unstratifiable(labels, math.ceil(TEST_FRACTION * len(order)))
+    if why:
+        warnings.warn(f"domain {domain_name!r}: {why}; its 80/20 split is not stratified by class",
+                      DatasetWarning, stacklevel=2)
+    train, test = train_test_split(order, test_size=TEST_FRACTION, stratify=None if why else labels,
                                    random_state=_domain_seed(seed, domain_name))
     return sorted(train), sorted(test)
 
 
 def kfold_split(samples: Sequence[Sample], k: int, seed: int) -> list[list[int]]:
     """Partition samples of all domains into k folds stratified by (domain, class).
+
+    Where the data are too small for that (every (domain, class) has fewer than ``k`` images), the
+    folds are an unstratified shuffled partition, with one :class:`~datamodules.tree.DatasetWarning`.
 
     Args:
         samples: Samples of every domain, in tree order.
@@ -74,6 +93,9 @@ def kfold_split(samples: Sequence[Sample], k: int, seed: int) -> list[list[int]]
 
     Raises:
         DabinError: ``k`` below 2 or above the number of samples.
+
+    Warns:
+        DatasetWarning: Once, when the data are too small to stratify (every group below ``k``).
     """
     if k < 2:
         raise DabinError(f"k-fold needs k >= 2, got k={k}")
@@ -82,11 +104,18 @@ def kfold_split(samples: Sequence[Sample], k: int, seed: int) -> list[list[int]]
     order = sorted(range(len(samples)), key=lambda i: (samples[i].domain, samples[i].key))
     num_classes = max(s.label for s in samples) + 1
     strata = np.array([samples[i].domain * num_classes + samples[i].label for i in order])
-    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    # StratifiedKFold warns when a (domain, class) has fewer than k images; the folds still
-    # partition the data, so a tiny group is not an error.
-    try:
+    largest = max(Counter(strata.tolist()).values())
+    if largest < k:
+        # StratifiedKFold refuses when every (domain, class) is smaller than k; so small a dataset
+        # still partitions into k folds, just not stratified.
+        warnings.warn(f"k-fold with k={k}: every (domain, class) has fewer than {k} images (at most {largest}); "
+                      "the folds are not stratified", DatasetWarning, stacklevel=2)
+        folds: KFold | StratifiedKFold = KFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        # StratifiedKFold warns when some (domain, class) has fewer than k images; the folds still
+        # partition the data, so a tiny group is not an error.
+        folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         parts = [held_out for _, held_out in folds.split(np.zeros(len(order)), strata)]
-    except ValueError as error:  # every (domain, class) smaller than k
-        raise DabinError(f"k-fold with k={k}: {error}") from None
     return [sorted(order[j] for j in held_out) for held_out in parts]

@@ -66,7 +66,8 @@ def resnet18(
         norm: ``bn``, ``in`` (ρ = 0), ``bnin`` (ρ = 0.5) or ``bin`` (ρ learned, starts at 1).
         weights: ``None`` for random init; a torchvision weights name (``"IMAGENET1K_V1"`` or
             ``"DEFAULT"``), fetched by torchvision (cached under ``$TORCH_HOME``); or the path of
-            a state dict file (a BN or BIN ResNet-18, optionally wrapped as ``{"state_dict": ...}``).
+            a state dict file (a BN or BIN ResNet-18, optionally wrapped as ``{"state_dict": ...}``;
+            torchvision's published files load as distributed, without ``num_batches_tracked``).
             Loaded before the classifier is replaced, so any ``num_classes`` works.
         num_classes: Output classes; ``0`` gives the features-only form, whose output is the
             ``model.num_features``-d pooled feature (512 at width 64), e.g. for DANN.
@@ -120,6 +121,12 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tup
     state = {k: v for k, v in state.items()
              if not k.startswith("fc.") or (k in expected and v.shape == expected[k].shape)}
     skip = (*skip, *(k for k in expected if k.startswith("fc.") and k not in state))
+    # torchvision's published files (e.g. resnet18-f37072fd.pth, 2017) predate BatchNorm's
+    # num_batches_tracked buffer: when the file has none of them they start at 0, as torch's own
+    # BatchNorm loading does for such files. A file with only some of them is still refused.
+    tracked = [k for k in expected if k.endswith(".num_batches_tracked")]
+    if not any(k in state for k in tracked):
+        skip = (*skip, *tracked)
     # A BIN checkpoint's gates are not part of a BN/IN/BN+IN model; everything else must match.
     state = {k: v for k, v in state.items() if k in expected or not k.endswith(".gate")}
     missing = [k for k in expected if k not in state and k not in skip and not k.endswith(".gate")]

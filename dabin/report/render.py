@@ -93,9 +93,10 @@ def _header(sweep: Sweep) -> list[str]:
         f"- Folder: `{sweep.folder}`; dataset: {sweep.dataset} ({', '.join(sweep.domains)})",
         f"- {runs}",
         f"- Model selection: {_model_selection(sweep.runs)}",
-        "- Cells: mean ± half-width of the 95% Student-t interval, t(0.975, n−1) · s / √n, over the n finished "
-        "runs (seeds; folds × seeds in Table 3); a single run has no interval. — marks a cell without a "
-        "finished run.", "",
+        "- Cells: mean ± half-width of the 95% Student-t interval, t(0.975, n−1) · s / √n, over n independent "
+        "replicates: the seeds in Table 4; the folds in Table 3, each fold's seeds averaged first (all seeds "
+        "share one 5-fold partition, so runs of one fold share their test images and are not independent). "
+        "A single replicate has no interval. — marks a cell without a finished run.", "",
     ]
 
 
@@ -156,8 +157,13 @@ def _mixed_section(table: MixedTable, runs: Sequence[Run], figures: Figures) -> 
         rows.append([f"Paper {norm_label(norm)}", *(_paper(paper.get(d)) for d in table.domains),
                      _paper(paper.get("Avg")), ""])
     lines = ["## Table 3: mixed-domain classification (test accuracy, %)", "", *_table(header, rows), "",
-             "Cells: mean over folds × seeds. Avg: the mean over domains of the per-domain means; its interval is "
-             "over runs (fold, seed) of each run's mean over domains, given when every domain has the same runs."]
+             "Cells: mean over folds of each fold's mean over its seeds; the interval is over the folds (n = 5 for "
+             "the paper's 5-fold cross-validation), not over the folds × seeds runs: every seed uses the same "
+             "partition, so the seeds of one fold share their test images and their errors are correlated, and "
+             "15 runs counted as independent would give too narrow an interval. Folds themselves share training "
+             "images, so even this interval is approximate (no unbiased estimate of a cross-validation variance "
+             "exists; Bengio & Grandvalet, 2004). Avg: the mean over domains of the per-domain means; its "
+             "interval is over folds of each fold's mean over domains, given when every domain has the same folds."]
     if table.paper:
         lines += ["", "Paper: Nam & Kim (2018), Table 3 (5-fold cross-validation on Office-Home), as published."
                   + (_PAPER_SUBSET.format(what="domains", n=len(table.domains)) if table.paper_subset else "")]

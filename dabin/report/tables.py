@@ -1,7 +1,7 @@
 """The report's two grids: Table 4 (tasks × method/norm) and Table 3 (norm × domains).
 
-Every cell is a mean with a 95% Student-t interval over the runs that finished (seeds for Table 4,
-folds × seeds for Table 3), plus counts of the runs that did not. Averages follow the paper: the
+Every cell is a mean with a 95% Student-t interval over independent replicates of the runs that
+finished (seeds for Table 4; folds for Table 3, each fold's seeds averaged first), plus counts of the runs that did not. Averages follow the paper: the
 mean over tasks (domains) of the per-task (per-domain) means, so every task weighs the same
 whatever its number of finished seeds.
 """
@@ -31,7 +31,8 @@ class Cell:
     """Runs of one table cell.
 
     Attributes:
-        values: Replicate (seed, or (fold, seed)) -> accuracy (%) of the finished runs.
+        values: Replicate (a seed in Table 4; a fold in Table 3, its finished seeds averaged) ->
+            accuracy (%).
         stats: Mean and 95% interval of ``values``; None when no run finished.
         failed: Runs that failed.
         incomplete: Runs started but not finished.
@@ -102,7 +103,7 @@ class MixedTable:
     Attributes:
         norms: One per row.
         domains: One per column.
-        cells: ``(norm, domain)`` -> cell (replicates are ``(fold, seed)``).
+        cells: ``(norm, domain)`` -> cell (replicates are folds, each the mean of its seeds).
         averages: norm -> average over domains.
         paper: The paper's numbers, norm -> domain (or ``Avg``) -> %; None off Office-Home.
         paper_subset: True when the table has only some of the paper's domains (see TransferTable).
@@ -239,12 +240,15 @@ def mixed_table(sweep: Sweep) -> MixedTable | None:
     for norm in norms:
         mine = [run for run in runs if run.norm == norm]
         for domain in sweep.domains:
-            values: dict[Any, float] = {}
+            by_fold: dict[Any, list[float]] = {}
             for run in mine:
                 value = _domain_value(run, domain) if run.status == "ok" else None
                 if value is not None:
-                    values[run.fold, run.seed] = value
-            cells[norm, domain] = _cell(mine, values)
+                    by_fold.setdefault(run.fold, []).append(value)
+            # The replicate is the fold: its seeds share one partition (the same test images and
+            # training set), so they are not independent draws; averaging them first makes n the
+            # number of folds, not folds × seeds, and keeps the interval from being too narrow.
+            cells[norm, domain] = _cell(mine, {fold: math.fsum(v) / len(v) for fold, v in by_fold.items()})
     averages = {norm: average([cells[norm, d] for d in sweep.domains]) for norm in norms}
     paper, subset = paper_numbers(PAPER_TABLE3, _paper_names(sweep.domains))
     return MixedTable(norms=norms, domains=sweep.domains, cells=cells, averages=averages,

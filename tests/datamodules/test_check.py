@@ -246,21 +246,61 @@ def test_missing_office_home_domain(capsys: pytest.CaptureFixture[str], tmp_path
     assert_one_error_line(*run(capsys, str(tmp_path)), f"Office-Home tree {tmp_path} lacks domain 'Clipart'")
 
 
-def test_class_too_small_for_the_80_20_split(capsys: pytest.CaptureFixture[str], small_tree: Path) -> None:
+def test_class_too_small_to_stratify_warns_and_splits(capsys: pytest.CaptureFixture[str], small_tree: Path) -> None:
     kept = small_tree / "photo" / "cat" / "000.jpg"
     for image in (small_tree / "photo" / "cat").iterdir():
         if image != kept:
             image.unlink()
-    assert_one_error_line(*run(capsys, str(small_tree)), "domain 'photo'", "has 1 image", str(kept))
+    status, out, err = run(capsys, str(small_tree))
+    assert status == 0 and "Traceback" not in err
+    notes = [line for line in out.splitlines() if "not stratified" in line]
+    assert notes == ["  - domain 'photo': 1 of 3 classes have a single image (e.g. class 1); its 80/20 split is not "
+                     "stratified by class"]
+    assert "all images open" in out
+
+
+def _tiny_tree(root: Path, per_class: int, domains: tuple[str, ...] = ("Art", "Clipart", "Product", "Real World")) -> Path:
+    paths = [f"{d}/{c}/{i:05d}.jpg" for d in domains for c in ("Alarm_Clock", "Backpack", "Batteries")
+             for i in range(1, per_class + 1)]
+    write_files(root, paths)
+    return root
+
+
+def test_three_images_per_class_split_and_report_broken_images(capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
+    """3 classes × 3 images per domain: neither split can stratify; both fall back, and images are checked."""
+    root = _tiny_tree(tmp_path / "tiny", 3)
+    good = image_bytes(3, size=(64, 48))
+    (root / "Art" / "Backpack" / "00002.jpg").write_bytes(good[: len(good) // 2])  # truncated
+    (root / "Product" / "Batteries" / "00001.jpg").write_bytes(b"\xff\xd8 not really a JPEG" * 4)  # corrupt
+    status, out, err = run(capsys, str(root))
+    assert status == 1 and "Traceback" not in err, err
+    assert sum("its 80/20 split is not stratified" in line for line in out.splitlines()) == 4
+    assert sum("the folds are not stratified" in line for line in out.splitlines()) == 1
+    assert "broken images: 2" in out
+    assert main(["data", str(root), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert all(sizes["train"] + sizes["test"] == 9 and sizes["test"] == 2 for sizes in data["splits"]["transfer"].values())
+    assert sum(sum(fold.values()) for fold in data["splits"]["kfold"]) == 36 and len(data["splits"]["kfold"]) == 5
+
+
+def test_domain_too_small_to_split_is_one_line_and_images_are_still_checked(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    root = tmp_path / "tiny"
+    write_files(root, ["photo/bird/00001.jpg", "photo/bird/00002.jpg", "photo/bird/00003.jpg",
+                       "sketch/bird/00001.jpg"])
+    (root / "photo" / "bird" / "00002.jpg").write_bytes(b"")
+    status, out, err = run(capsys, str(root), "--k", "2")
+    assert status == 2 and "Traceback" not in err, err
+    assert "error: domain 'sketch' is too small for the 80/20 split: 1 image(s), at least 2 needed" in out
+    assert "broken images: 1" in out
 
 
 @pytest.mark.parametrize(("k", "message"), [("1", "k-fold needs k >= 2, got k=1"),
                                             ("0", "k-fold needs k >= 2, got k=0"),
                                             ("-3", "k-fold needs k >= 2, got k=-3"),
-                                            ("55", "k-fold with k=55 needs at least 55 images, found 54"),
-                                            ("9", "k-fold with k=9")])
+                                            ("55", "k-fold with k=55 needs at least 55 images, found 54")])
 def test_bad_k(capsys: pytest.CaptureFixture[str], small_tree: Path, k: str, message: str) -> None:
-    # k=9: every (domain, class) group has 5-7 images, fewer than the folds.
     assert_one_error_line(*run(capsys, str(small_tree), "--k", k), message)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dabin.errors import DabinError
-from datamodules import DomainTree, kfold_split, transfer_split
+from datamodules import DatasetWarning, DomainTree, kfold_split, transfer_split
 
 from .conftest import office_home_paths, write_files
 
@@ -52,12 +52,28 @@ def test_transfer_split_depends_on_seed_and_domain_only(tree: DomainTree, tmp_pa
         keys(tree, 3, transfer_split(tree.domain_samples(3), "Real World", 0)[1])
 
 
-def test_transfer_split_needs_two_images_per_class(small_tree: Path) -> None:
+def test_transfer_split_falls_back_when_a_class_has_one_image(small_tree: Path) -> None:
     for image in sorted((small_tree / "photo" / "cat").iterdir())[1:]:
         image.unlink()
-    tree = DomainTree.scan(small_tree)
-    with pytest.raises(DabinError, match="domain 'photo': class 1 has 1 image"):
-        transfer_split(tree.domain_samples(1), "photo", 0)
+    samples = DomainTree.scan(small_tree).domain_samples(1)
+    with pytest.warns(DatasetWarning, match=r"domain 'photo': 1 of 3 classes have a single image .* not stratified"):
+        train, test = transfer_split(samples, "photo", 0)
+    assert sorted(train + test) == list(range(len(samples))) and len(test) == 3  # ceil(0.2 * 14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stratifiable domain does not warn
+        transfer_split(DomainTree.scan(small_tree).domain_samples(0), "cartoon", 0)
+
+
+def test_transfer_split_too_few_images_for_every_class_on_both_sides(tmp_path: Path) -> None:
+    write_files(tmp_path, [f"{d}/{c}/{i}.jpg" for d in ("a", "b") for c in ("x", "y", "z") for i in range(3)])
+    samples = DomainTree.scan(tmp_path).domain_samples(0)
+    with pytest.warns(DatasetWarning, match="9 images cannot put each of its 3 classes on both sides"):
+        train, test = transfer_split(samples, "a", 0)
+    assert (len(train), len(test)) == (7, 2)
+    with pytest.warns(DatasetWarning):
+        assert transfer_split(samples, "a", 0) == (train, test)  # still deterministic
+    with pytest.raises(DabinError, match="domain 'a' is too small for the 80/20 split: 1 image"):
+        transfer_split(samples[:1], "a", 0)
 
 
 def test_kfold_partitions_and_stratifies(tree: DomainTree) -> None:
@@ -79,6 +95,7 @@ def test_kfold_bad_k(small_tree: Path) -> None:
         kfold_split(samples, 1, 0)
     with pytest.raises(DabinError, match="k=100 needs at least 100 images, found 54"):
         kfold_split(samples, 100, 0)
-    with pytest.raises(DabinError, match="k-fold with k=10"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kfold_split(samples, 10, 0)  # every (domain, class) has fewer than 10 images
+    with pytest.warns(DatasetWarning, match="k=10: every .domain, class. has fewer than 10 images .at most 7.; "
+                                            "the folds are not stratified"):
+        folds = kfold_split(samples, 10, 0)
+    assert sorted(i for fold in folds for i in fold) == list(range(54)) and len(folds) == 10

@@ -131,3 +131,80 @@ def test_weights_from_a_dabin_checkpoint(tmp_path) -> None:
     assert torch.all(model.layer1[0].bn1.gate == 0.25)
     assert torch.equal(model.conv1.weight, trained.backbone.conv1.weight)
     assert model.fc.out_features == 65
+
+
+# -- torchvision's published weights, as distributed ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def published_file(tmp_path_factory):
+    """A file laid out exactly like ``resnet18-f37072fd.pth`` (random values)."""
+    from dabin.testing.weights import write_published_weights
+
+    return write_published_weights(tmp_path_factory.mktemp("published") / "resnet18-f37072fd.pth", seed=1)
+
+
+def test_published_fixture_has_the_published_layout(published_file):
+    import collections
+    import zipfile
+
+    from dabin.testing.weights import published_layout
+
+    assert not zipfile.is_zipfile(published_file)  # legacy torch.save format, as in 2017
+    state = torch.load(published_file, weights_only=True)
+    assert isinstance(state, collections.OrderedDict) and not hasattr(state, "_metadata")
+    assert [(k, tuple(v.shape)) for k, v in state.items()] == published_layout("resnet18")
+    assert len(state) == 102 and not any("num_batches_tracked" in k for k in state)
+    # The recorded layout is torchvision's ResNet-18 without the buffer added in torch 0.4.1.
+    theirs = {k: tuple(v.shape) for k, v in torchvision.models.resnet18().state_dict().items()
+              if not k.endswith("num_batches_tracked")}
+    assert dict(published_layout("resnet18")) == theirs
+
+
+def _torchvision_with(path):
+    reference = torchvision.models.resnet18()
+    reference.load_state_dict(torch.load(path, weights_only=True))  # torchvision's own loading
+    return reference
+
+
+@pytest.mark.parametrize("norm", ["bn", "bin"])
+@pytest.mark.parametrize("train", [False, True])
+def test_published_file_loads_and_equals_torchvision(published_file, norm, train):
+    model = resnet18(norm=norm, weights=published_file).train(train)
+    reference = _torchvision_with(published_file).train(train)
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
+    assert all(int(m.num_batches_tracked) == (1 if train else 0)
+               for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    if norm == "bin":
+        assert all(bool((g == 1).all()) for g in gate_parameters(model))
+
+
+def test_published_file_by_torchvision_name_through_its_cache(published_file, tmp_path, monkeypatch):
+    """Online, torchvision fetches the same file into $TORCH_HOME; dabin loads what it returns."""
+    import shutil
+
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    shutil.copy(published_file, cache / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model = resnet18(norm="bin", weights="IMAGENET1K_V1", num_classes=0).eval()
+    reference = _torchvision_with(published_file).eval()
+    reference.fc = nn.Identity()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_strict_check_is_kept_for_everything_else(published_file, tmp_path):
+    state = torch.load(published_file, weights_only=True)
+    partial = dict(state)
+    partial["bn1.num_batches_tracked"] = torch.tensor(5)  # some counters but not all: not a published layout
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(DabinError, match=r"19 missing keys \(e.g. layer1.0.bn1.num_batches_tracked"):
+        resnet18(weights=tmp_path / "partial.pth")
+    no_conv = {k: v for k, v in state.items() if k != "layer2.0.conv1.weight"}
+    torch.save(no_conv, tmp_path / "no_conv.pth")
+    with pytest.raises(DabinError, match=r"1 missing keys \(e.g. layer2.0.conv1.weight\)"):
+        resnet18(weights=tmp_path / "no_conv.pth")

@@ -238,3 +238,20 @@ def test_missing_folder_file_and_out_folder(tmp_path, capsys):
     assert report(str(folder), "--out", str(tmp_path)) == 2
     assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
     assert not (folder / "report.md").exists() and not (folder / "table4.csv").exists()
+
+
+def test_table3_interval_is_over_folds_with_seeds_averaged_first(tmp_path):
+    """3 folds × 2 seeds: n = 3 fold means, not 6 runs (the seeds of a fold share its test images)."""
+    accuracy = {(0, 0): 70, (0, 1): 74, (1, 0): 80, (1, 1): 76, (2, 0): 90, (2, 1): 88}
+    rows = [row for (fold, seed), acc in accuracy.items() for row in mixed("bin", fold, seed, {"Aa": acc, "Bb": acc})]
+    folder = write_sweep(tmp_path / "s", rows)
+    assert report(str(folder)) == 0
+    fold_means = [72.0, 78.0, 89.0]  # each fold's two seeds averaged
+    mean = sum(fold_means) / 3
+    s = math.sqrt(sum((v - mean) ** 2 for v in fold_means) / 2)
+    table3 = {(r["norm"], r["domain"]): r for r in _csv(folder / "table3.csv")}
+    assert table3["bin", "Aa"]["n"] == "3"
+    assert float(table3["bin", "Aa"]["mean"]) == pytest.approx(mean)
+    assert float(table3["bin", "Aa"]["ci"]) == pytest.approx(4.302653 * s / math.sqrt(3), abs=1e-4)
+    assert float(table3["bin", "Avg"]["ci"]) == pytest.approx(4.302653 * s / math.sqrt(3), abs=1e-4)
+    assert "the interval is over the folds" in (folder / "report.md").read_text()

@@ -7,15 +7,21 @@ import math
 import pytest
 
 from dabin import DabinError
-from dabin.report.stats import mean_ci, t_cdf, t_quantile
+from dabin.report.stats import mean_ci
 
 
-@pytest.mark.parametrize(("df", "expected"), [(1, 12.706205), (2, 4.302653), (4, 2.776445), (9, 2.262157),
-                                              (30, 2.042272)])
-def test_t_quantile_matches_tables(df, expected):
-    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-6)
-    assert t_cdf(t_quantile(0.975, df), df) == pytest.approx(0.975, abs=1e-12)
-    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-6)
+@pytest.mark.parametrize(("values", "quantile"), [([1.0, 3.0], 12.706205), ([1.0, 2.0, 6.0], 4.302653),
+                                                  ([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0], 2.262157)])
+def test_quantile_matches_printed_tables(values, quantile):
+    # t(0.975, n-1) from a printed table, times s / sqrt(n) computed here by hand.
+    n = len(values)
+    mean = sum(values) / n
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    assert mean_ci(values).half_width == pytest.approx(quantile * s / math.sqrt(n), rel=1e-6)
+    wider = mean_ci(values, confidence=0.99).half_width
+    assert wider is not None and wider > quantile * s / math.sqrt(n)
+    with pytest.raises(DabinError, match="confidence must be in"):
+        mean_ci(values, confidence=95)
 
 
 def test_interval_by_hand():

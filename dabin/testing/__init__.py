@@ -1,0 +1,1 @@
+"""Artifacts shaped like the ones users bring (published weights, dataset replicas), for tests and rehearsals."""
