@@ -14,12 +14,14 @@ ddp --trainer.num_nodes 2`` (Lightning detects Slurm by itself).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from dabin.errors import DabinError
 from dabin.tasks import DomainTask, RunSummary, progress_callback
@@ -86,7 +89,33 @@ class DabinCLI(LightningCLI):
         seed = self._get(self.config, "seed_everything")
         callbacks.append(RunSummary(self._config_dict(), seed if isinstance(seed, int) else None))
         kwargs["callbacks"] = callbacks
+        from pytorch_lightning.plugins.layer_sync import LayerSync
+
+        from dabin.nn import SyncNorm
+        plugins = config.get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
+            # Lightning's own layer sync turns BIN layers into SyncBatchNorm (gates lost, GPUs only).
+            kwargs["plugins"] = [*plugins, SyncNorm()]
         return super().instantiate_trainer(**kwargs)
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a value they refuse is one line naming it, not a traceback."""
+        try:
+            with _held_logs():
+                super().instantiate_classes()
+                # Lightning accepts it and then divides by it when it counts the run's steps.
+                if self.trainer.accumulate_grad_batches < 1:
+                    raise DabinError(f"trainer.accumulate_grad_batches must be at least 1, got "
+                                     f"{self.trainer.accumulate_grad_batches}")
+        except DabinError:
+            raise
+        except (ValueError, TypeError, MisconfigurationException) as error:
+            if _from_parser(error):
+                raise  # jsonargparse's wrapper of a class's error: main() reduces it to one line
+            # Raised while building from a config that parsed (e.g. --trainer.max_steps -5,
+            # --trainer.devices 3 on a 2-GPU machine): the value is the user's, so is the fix.
+            raise DabinError(_first_line(error)) from None
 
     def _config_dict(self) -> dict[str, Any]:
         try:
@@ -98,6 +127,47 @@ class DabinCLI(LightningCLI):
         """Test the final model (the model-selection rule: last checkpoint, no target labels)."""
         if self._get(self.config, "test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+
+
+#: Lightning's package loggers, whose handlers print its info lines ("Seed set to 0", "GPU available").
+_LIGHTNING_LOGGERS = ("lightning_fabric", "pytorch_lightning")
+
+
+class _Hold(logging.Filter):
+    """Keeps what a handler would print, to print it later or not at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Lightning's advertising line is dropped for good; everything else is held.
+        if not record.getMessage().startswith("\N{ELECTRIC LIGHT BULB} Tip:"):
+            self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def _held_logs() -> Iterator[None]:
+    """Hold Lightning's info lines while the classes are built: printed if that succeeds, dropped if a
+    bad value stops it, so the user's error is the only line."""
+    held = [(handler, _Hold()) for name in _LIGHTNING_LOGGERS for handler in logging.getLogger(name).handlers]
+    for handler, hold in held:
+        handler.addFilter(hold)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        for handler, hold in held:
+            handler.removeFilter(hold)
+            for record in hold.records if ok else ():
+                handler.handle(record)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 _NOISE = re.compile(r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>)")
@@ -157,4 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _from_parser(error):
             raise
         raise DabinError(_one_line(error)) from None
+    except MisconfigurationException as error:
+        # Lightning's word for a flag it refuses, also when it checks only at fit time
+        # (e.g. --trainer.limit_train_batches 1.5).
+        raise DabinError(_first_line(error)) from None
     return 0

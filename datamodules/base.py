@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
+import torch.distributed
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Sampler
 
 from datamodules.cache import ResizedImageCache
@@ -20,6 +22,11 @@ from datamodules.transforms import RESIZE_RATIO, ToNormalizedTensor, eval_transf
 from datamodules.tree import DomainTree, Sample
 
 __all__ = ["DomainDataModule"]
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
 
 
 class DomainDataModule(pl.LightningDataModule):
@@ -105,7 +112,15 @@ class DomainDataModule(pl.LightningDataModule):
 
     def loader(self, dataset: ImageDataset, sampler: Sampler[int] | None = None, shuffle: bool = False,
                drop_last: bool = False) -> DataLoader:
-        """A DataLoader with this module's batch size and workers."""
+        """A DataLoader with this module's batch size and workers.
+
+        An evaluation loader (no sampler, no shuffling) in a multi-process run gets a sampler that
+        splits the set among the processes without repeating any image: Lightning's default
+        DistributedSampler pads an uneven split with repeats, which would count some test images
+        twice. Lightning keeps a DistributedSampler it finds in place.
+        """
+        if sampler is None and not shuffle and _distributed():
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, shuffle=shuffle,
                           drop_last=drop_last, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=False)

@@ -1,12 +1,14 @@
-"""Normalization layers and helpers: BIN (eq. 3), the norm switch, gate training, gradient reversal."""
+"""Normalization layers and helpers: BIN (eq. 3), the norm switch, gate training, gradient reversal,
+synchronized BIN for multi-process training."""
 
 from dabin.nn import compiled
 from dabin.nn.bin import BatchInstanceNorm1d, BatchInstanceNorm2d, BatchInstanceNorm3d
 from dabin.nn.convert import NORMS, NormName, check_norm, convert_layer, convert_norm, norm_layer
 from dabin.nn.functional import batch_instance_norm
-from dabin.nn.gates import GateClamp, bin_param_groups, clamp_gates_, gate_parameters
+from dabin.nn.gates import GATE_LR_BASES, GateClamp, GateLrBase, bin_param_groups, clamp_gates_, gate_parameters
 from dabin.nn.grl import GradientReversal, gradient_reversal
 from dabin.nn.recalibrate import recalibrate_norm_stats
+from dabin.nn.sync import SyncBatchInstanceNorm, SyncNorm, convert_sync_norm, revert_sync_norm
 
 __all__ = [
     "NORMS",
@@ -16,15 +18,21 @@ __all__ = [
     "GateClamp",
     "GradientReversal",
     "NormName",
+    "SyncBatchInstanceNorm",
+    "SyncNorm",
     "batch_instance_norm",
+    "GATE_LR_BASES",
+    "GateLrBase",
     "bin_param_groups",
     "compiled",
     "check_norm",
     "clamp_gates_",
     "convert_layer",
     "convert_norm",
+    "convert_sync_norm",
     "gate_parameters",
     "gradient_reversal",
     "norm_layer",
     "recalibrate_norm_stats",
+    "revert_sync_norm",
 ]

@@ -31,19 +31,46 @@ rounding cannot make a constant map's variance negative.
 For contiguous float32 CPU input the same arithmetic runs as three ``torch.compile``-d kernels
 (:mod:`dabin.nn.compiled`), which fuse the dozens of small per-``(n, c)`` operations around the
 memory passes; this module's eager code is the path for every other input and the fallback.
+
+Across processes (``process_group``, :class:`dabin.nn.SyncBatchInstanceNorm`) only the BN branch
+is shared: instance statistics belong to one sample by definition. Each process reduces its batch
+to a count ``c_k``, mean ``μ_k`` and variance ``σ²_k`` as above, one ``all_gather`` exchanges
+these triples, and they are pooled by the same law of total variance, now over processes:
+
+.. math::
+
+    \\mu^B_c = \\frac{\\sum_k c_k\\,\\mu_{kc}}{\\sum_k c_k}, \\qquad
+    \\sigma^{B\\,2}_c = \\frac{\\sum_k c_k\\,\\big(\\sigma^2_{kc} + (\\mu_{kc} - \\mu^B_c)^2\\big)}{\\sum_k c_k},
+
+which never subtracts two large sums (pooling ``Σx`` and ``Σx²`` would) and lets every process
+hold a different number of samples. In the backward the input gradient of the BN branch depends
+on the whole batch through ``μ^B`` and ``σ^B``, by two per-channel sums only:
+
+.. math::
+
+    \\frac{\\partial L}{\\partial x}\\Big|_B = \\frac{\\gamma\\rho}{\\sigma^B}\\Big(g
+        - \\frac{1}{M}\\sum g - \\hat x^B\\,\\frac{1}{M}\\sum g\\,\\hat x^B\\Big),
+
+sums over the ``M`` values of the channel on all processes: one ``all_reduce`` makes ``Σ g`` and
+``Σ g·x̂_B`` global. The gradients of ``γ``, ``β`` and ``ρ`` stay sums over the local batch, which
+DDP reduces with every other parameter gradient. The synchronized path is eager only.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from dabin.nn import compiled
+
+if TYPE_CHECKING or dist.is_available():  # at run time too, for tools that read the hints
+    from torch.distributed import ProcessGroup
 
 __all__ = ["batch_instance_norm"]
 
@@ -99,12 +126,42 @@ def _affine(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
 
 
 def _update_running_stats(running_mean: Tensor | None, running_var: Tensor | None, mean_b: Tensor, var_b: Tensor,
-                          count: int, momentum: float) -> None:
+                          count: int | Tensor, momentum: float) -> None:
     """BatchNorm's running-statistics update: an exponential average of the batch mean and of the
-    unbiased batch variance (``count`` values per channel)."""
+    unbiased batch variance (``count`` values per channel, a 0-d tensor when synchronized)."""
     if running_mean is not None and running_var is not None:
         running_mean.lerp_(mean_b.to(running_mean.dtype), momentum)
         running_var.lerp_((var_b * (count / (count - 1))).to(running_var.dtype), momentum)
+
+
+def _sync_group(process_group: ProcessGroup | None) -> ProcessGroup | None:
+    """``process_group`` if statistics must be exchanged over it (more than one process), else None."""
+    if process_group is None or not (dist.is_available() and dist.is_initialized()):
+        return None
+    return process_group if dist.get_world_size(process_group) > 1 else None
+
+
+def _global_batch_stats(mean_b: Tensor, var_b: Tensor, count: int,
+                        group: ProcessGroup) -> tuple[Tensor, Tensor, Tensor]:
+    """Pool every process's ``(count, mean, variance)`` per channel (module docstring).
+
+    Returns:
+        The group's batch mean and biased variance ``(C,)`` and its value count (0-d tensor).
+    """
+    channels = mean_b.numel()
+    # One collective for all three: (1 + 2C) values per process. The count travels in the
+    # statistics' dtype; float32 holds counts exactly up to 2^24, and beyond that its relative
+    # error (6e-8) only touches the pooling weights.
+    local = torch.cat([mean_b.new_full((1,), float(count)), mean_b, var_b])
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, local, group=group)
+    stats = torch.stack(gathered)  # (K, 1 + 2C)
+    counts, means, variances = stats[:, :1], stats[:, 1:1 + channels], stats[:, 1 + channels:]
+    total = counts.sum()
+    weights = counts / total
+    mean = (weights * means).sum(0)
+    var = (weights * (variances + (means - mean).square())).sum(0)
+    return mean, var, total
 
 
 def _forward(
@@ -117,8 +174,13 @@ def _forward(
     use_batch_stats: bool,
     momentum: float,
     eps: float,
+    group: ProcessGroup | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """Eq. (3) as one affine map per ``(n, c)``; returns ``y`` and what the backward needs."""
+    """Eq. (3) as one affine map per ``(n, c)``; returns ``y`` and what the backward needs.
+
+    With ``group`` (batch statistics only) the BN branch uses the statistics of the whole group,
+    and the group's value count is appended to the returned statistics for the backward.
+    """
     xf = _compute(x)
     n, spatial = xf.shape[0], math.prod(xf.shape[2:])
     dims = tuple(range(2, xf.dim()))
@@ -132,13 +194,17 @@ def _forward(
         var_i = var_i.addcmul_(mean_i, mean_i, value=-1.0).clamp_min_(0.0)
         rstd_i = var_i.add(eps).rsqrt_()
 
+    count: int | Tensor = n * spatial
     if use_batch_stats:
-        if n * spatial <= 1:
+        # Synchronized, the group holds at least one value per process, so more than one in all.
+        if count <= (1 if group is None else 0):
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
         # Law of total variance: batch statistics follow from the instance ones, no second pass.
         mean_b = mean_i.mean(0)
         var_b = var_i.mean(0).add_((mean_i - mean_b).square_().mean(0))
-        _update_running_stats(running_mean, running_var, mean_b, var_b, n * spatial, momentum)
+        if group is not None:
+            mean_b, var_b, count = _global_batch_stats(mean_b, var_b, n * spatial, group)
+        _update_running_stats(running_mean, running_var, mean_b, var_b, count, momentum)
     else:
         assert running_mean is not None and running_var is not None
         mean_b, var_b = _compute(running_mean), _compute(running_var)
@@ -158,6 +224,9 @@ def _forward(
     y = _affine(xf, t + a, torch.addcmul(b0, t, mean_i, value=-1.0))
     if x.dtype in _LOW_PRECISION:
         y = y.to(x.dtype)
+    if group is not None:
+        assert isinstance(count, Tensor)
+        return y, (mean_i, rstd_i, mean_b, rstd_b, count)
     return y, (mean_i, rstd_i, mean_b, rstd_b)
 
 
@@ -243,44 +312,104 @@ class _BatchInstanceNorm(torch.autograd.Function):
                 return (grad_x if needs[0] else None, grad_weight if weight is not None and needs[1] else None,
                         grad_bias if ctx.has_bias and needs[2] else None, grad_gate if needs[3] else None,
                         None, None, None, None, None)
-        dtype = x.dtype
-        xf = _compute(x)
-        g = _compute(grad_out)
-        n = xf.shape[0]
-        spatial = math.prod(xf.shape[2:])
-        dims = tuple(range(2, xf.dim()))
+        return (*_backward(ctx, grad_out, x, weight, gate, mean_i, rstd_i, mean_b, rstd_b),
+                None, None, None, None, None)
 
-        s1 = g.sum(dim=dims) if dims else g  # Σ_s g           (N, C)
-        s2 = _sum_of_products(g, xf) if dims else g * xf  # Σ_s g·x
-        t_i = rstd_i * (s2 - mean_i * s1)  # Σ_s g·x̂_I
-        t_b = rstd_b * (s2 - mean_b * s1)  # Σ_s g·x̂_B
 
-        gamma = _compute(weight) if weight is not None else torch.ones_like(rstd_b)
-        rho = _compute(gate)
-        k_b, k_i = gamma * rho, gamma * (1.0 - rho)
+class _SyncBatchInstanceNorm(torch.autograd.Function):
+    """:class:`_BatchInstanceNorm` in training mode with the BN branch's statistics shared by ``group``."""
 
-        grad_x = grad_weight = grad_bias = grad_gate = None
-        if ctx.needs_input_grad[0]:
-            p = k_b * rstd_b + k_i * rstd_i
-            c_i = k_i * rstd_i.square() * t_i / spatial
-            q = -c_i
-            r = c_i * mean_i - k_i * rstd_i * s1 / spatial
-            if ctx.use_batch_stats:
-                count = n * spatial
-                c_b = k_b * rstd_b.square() * t_b.sum(0) / count
-                q = q - c_b
-                r = r + c_b * mean_b - k_b * rstd_b * s1.sum(0) / count
-            grad_x = _affine(xf, q, r)
-            grad_x.addcmul_(g, _per_instance(p, xf.dim()))
-            grad_x = grad_x.to(dtype) if dtype in _LOW_PRECISION else grad_x
-        if weight is not None and ctx.needs_input_grad[1]:
-            grad_weight = (rho * t_b + (1.0 - rho) * t_i).sum(0).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = s1.sum(0).to(weight.dtype if weight is not None else s1.dtype)
-        if ctx.needs_input_grad[3]:
-            # eq. (5): dL/dρ_c = γ_c Σ_{n,s} (x̂_B − x̂_I) dL/dy
-            grad_gate = (gamma * (t_b - t_i).sum(0)).to(gate.dtype)
-        return grad_x, grad_weight, grad_bias, grad_gate, None, None, None, None, None
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        gate: Tensor,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        momentum: float,
+        eps: float,
+        group: ProcessGroup,
+    ) -> Tensor:
+        y, stats = _forward(x, weight, bias, gate, running_mean, running_var, True, momentum, eps, group)
+        ctx.save_for_backward(x, weight, gate, *stats)
+        ctx.use_batch_stats = True
+        ctx.has_bias = bias is not None
+        ctx.group = group
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight, gate, mean_i, rstd_i, mean_b, rstd_b, count = ctx.saved_tensors
+        return (*_backward(ctx, grad_out, x, weight, gate, mean_i, rstd_i, mean_b, rstd_b, ctx.group, count),
+                None, None, None, None, None, None)
+
+
+def _backward(
+    ctx: Any,
+    grad_out: Tensor,
+    x: Tensor,
+    weight: Tensor | None,
+    gate: Tensor,
+    mean_i: Tensor,
+    rstd_i: Tensor,
+    mean_b: Tensor,
+    rstd_b: Tensor,
+    group: ProcessGroup | None = None,
+    count: Tensor | None = None,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """The eager analytic backward: gradients of ``x``, ``γ``, ``β`` and ``ρ``.
+
+    With ``group`` the BN branch's two batch sums are reduced over it and ``count`` is the
+    group's value count; the parameter gradients stay local (module docstring).
+    """
+    dtype = x.dtype
+    xf = _compute(x)
+    g = _compute(grad_out)
+    n = xf.shape[0]
+    spatial = math.prod(xf.shape[2:])
+    dims = tuple(range(2, xf.dim()))
+
+    s1 = g.sum(dim=dims) if dims else g  # Σ_s g           (N, C)
+    s2 = _sum_of_products(g, xf) if dims else g * xf  # Σ_s g·x
+    t_i = rstd_i * (s2 - mean_i * s1)  # Σ_s g·x̂_I
+    t_b = rstd_b * (s2 - mean_b * s1)  # Σ_s g·x̂_B
+
+    gamma = _compute(weight) if weight is not None else torch.ones_like(rstd_b)
+    rho = _compute(gate)
+    k_b, k_i = gamma * rho, gamma * (1.0 - rho)
+
+    grad_x = grad_weight = grad_bias = grad_gate = None
+    if ctx.needs_input_grad[0]:
+        p = k_b * rstd_b + k_i * rstd_i
+        c_i = k_i * rstd_i.square() * t_i / spatial
+        q = -c_i
+        r = c_i * mean_i - k_i * rstd_i * s1 / spatial
+        if ctx.use_batch_stats:
+            sum_g, sum_gx_b = s1.sum(0), t_b.sum(0)  # Σ g, Σ g·x̂_B over the batch
+            if group is not None:
+                # μ^B and σ^B tie every value of the group's batch to every other: the two
+                # sums must cover all of it. One collective carries both.
+                sums = torch.stack([sum_g, sum_gx_b])
+                dist.all_reduce(sums, group=group)
+                sum_g, sum_gx_b = sums[0], sums[1]
+            batch_count = n * spatial if count is None else count
+            c_b = k_b * rstd_b.square() * sum_gx_b / batch_count
+            q = q - c_b
+            r = r + c_b * mean_b - k_b * rstd_b * sum_g / batch_count
+        grad_x = _affine(xf, q, r)
+        grad_x.addcmul_(g, _per_instance(p, xf.dim()))
+        grad_x = grad_x.to(dtype) if dtype in _LOW_PRECISION else grad_x
+    if weight is not None and ctx.needs_input_grad[1]:
+        grad_weight = (rho * t_b + (1.0 - rho) * t_i).sum(0).to(weight.dtype)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = s1.sum(0).to(weight.dtype if weight is not None else s1.dtype)
+    if ctx.needs_input_grad[3]:
+        # eq. (5): dL/dρ_c = γ_c Σ_{n,s} (x̂_B − x̂_I) dL/dy
+        grad_gate = (gamma * (t_b - t_i).sum(0)).to(gate.dtype)
+    return grad_x, grad_weight, grad_bias, grad_gate
 
 
 def batch_instance_norm(
@@ -293,6 +422,7 @@ def batch_instance_norm(
     use_batch_stats: bool,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     """Batch-Instance Normalization, eq. (3) of Nam & Kim (2018).
 
@@ -312,10 +442,19 @@ def batch_instance_norm(
             the running ones. The IN branch always uses per-instance statistics.
         momentum: Running-statistics update factor, as in :class:`torch.nn.BatchNorm2d`.
         eps: Added to both variances inside the square root.
+        process_group: Share the BN branch's batch statistics (and its gradient's batch sums)
+            over this ``torch.distributed`` group, as :class:`torch.nn.SyncBatchNorm` does; the
+            IN branch stays per sample. ``None``: no synchronization. Used only with
+            ``use_batch_stats`` while ``torch.distributed`` is initialized and the group has more
+            than one process; every process of the group must then call the layer, in the same
+            order (each with a non-empty batch of any size).
 
     Returns:
         ``y`` with the shape, dtype and memory format of ``x``.
     """
+    group = _sync_group(process_group) if process_group is not None and use_batch_stats else None
+    if group is not None:
+        return _synced(x, weight, bias, gate, running_mean, running_var, momentum, eps, group)
     args = (x, weight, bias, gate, running_mean, running_var, use_batch_stats, momentum, eps)
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias, gate)
@@ -326,3 +465,15 @@ def batch_instance_norm(
             return _BatchInstanceNorm.apply(*args) if needs_grad else _forward_fastest(*args)[0]
     # Inference skips autograd's bookkeeping: it costs as much as the arithmetic on small maps.
     return _BatchInstanceNorm.apply(*args) if needs_grad else _forward_fastest(*args)[0]
+
+
+def _synced(x: Tensor, weight: Tensor | None, bias: Tensor | None, gate: Tensor, running_mean: Tensor | None,
+            running_var: Tensor | None, momentum: float, eps: float, group: ProcessGroup) -> Tensor:
+    """:func:`batch_instance_norm` with batch statistics shared over ``group`` (eager path)."""
+    if torch.is_autocast_enabled(x.device.type):
+        # Statistics are computed in float32 inside; autocast must not recast them.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return _synced(x, weight, bias, gate, running_mean, running_var, momentum, eps, group)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, gate)):
+        return _SyncBatchInstanceNorm.apply(x, weight, bias, gate, running_mean, running_var, momentum, eps, group)
+    return _forward(x, weight, bias, gate, running_mean, running_var, True, momentum, eps, group)[0]

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from dabin.errors import DabinError
 from dabin.nn.bin import _BatchInstanceNorm
 
-__all__ = ["GateClamp", "bin_param_groups", "clamp_gates_", "gate_parameters"]
+__all__ = ["GATE_LR_BASES", "GateClamp", "GateLrBase", "bin_param_groups", "clamp_gates_", "gate_parameters"]
+
+#: What the gates' ×10 multiplies: their own group's rate, or the optimizer's base rate.
+GateLrBase = Literal["group", "base"]
+GATE_LR_BASES: tuple[str, ...] = get_args(GateLrBase)
 
 
 def gate_parameters(module: nn.Module) -> list[nn.Parameter]:
@@ -31,13 +36,22 @@ def bin_param_groups(
     lr: float,
     weight_decay: float = 0.0,
     gate_lr_mult: float = 10.0,
+    gate_lr_base: GateLrBase = "group",
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups in which the gates train at ``gate_lr_mult × lr`` without decay.
+    """Optimizer parameter groups in which the gates train at ``gate_lr_mult ×`` a rate, without decay.
 
     Section 4 of the paper: "the style gates (ρ) are initialized to 1 and trained with a learning
     rate multiplied by 10. Weight decay is not applied to the gate parameters." Every other
     setting of every group is left as it is, so this composes with other group rules (e.g. DANN's
     pretrained backbone at 1/10 lr): each input group that holds gates is split in two.
+
+    What the ×10 multiplies matters only where groups differ (DANN: backbone at ``lr/10``, heads
+    at ``lr``). ``"group"`` (the default) multiplies the rate of the layer the gate sits in: the
+    paper's reason for the ×10 is that ∂ℓ/∂ρ (eq. 5) is small *next to the gradients of the same
+    layer's weights*, so the gate is sped up relative to them, and eq. (4) updates ρ with the η of
+    its layer. In every experiment whose rates the paper states (ImageNet, CIFAR, mixed-domain)
+    all layers share one rate, so the two choices coincide there. ``"base"`` multiplies ``lr``
+    itself, putting a DANN backbone's gates 100× above its weights.
 
     Args:
         module: The model whose BIN gates are to be found.
@@ -46,10 +60,14 @@ def bin_param_groups(
         lr: Learning rate of groups that do not set one.
         weight_decay: Weight decay of groups that do not set one.
         gate_lr_mult: Gate learning-rate multiplier.
+        gate_lr_base: ``"group"``: gates at ``gate_lr_mult ×`` their group's rate; ``"base"``: at
+            ``gate_lr_mult × lr``.
 
     Returns:
         Groups for ``torch.optim`` optimizers, each with explicit ``lr`` and ``weight_decay``.
     """
+    if gate_lr_base not in GATE_LR_BASES:
+        raise DabinError(f"unknown gate_lr_base {gate_lr_base!r}; expected one of {', '.join(GATE_LR_BASES)}")
     if groups is None:
         groups = [{"params": list(module.parameters())}]
     gate_ids = {id(p) for p in gate_parameters(module)}
@@ -62,7 +80,8 @@ def bin_param_groups(
         if others:
             result.append({**base, "params": others})
         if gates:
-            result.append({**base, "params": gates, "lr": base["lr"] * gate_lr_mult, "weight_decay": 0.0})
+            rate = base["lr"] if gate_lr_base == "group" else lr
+            result.append({**base, "params": gates, "lr": rate * gate_lr_mult, "weight_decay": 0.0})
     return result
 
 

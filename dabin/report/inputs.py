@@ -58,6 +58,8 @@ class Run:
         reason: Why it failed (failed runs).
         accuracy: Domain -> test accuracy (%) for ok runs, every row of the run.
         model_selection: The checkpoint-selection rule the run recorded ("" if none).
+        batch: The batch one optimizer step saw, e.g. ``32+32 on 1 device`` ("" if not recorded).
+        gate_lr: The BIN gates' learning rate rule, e.g. ``10× group rate`` ("" if none).
     """
 
     key: str
@@ -72,6 +74,8 @@ class Run:
     reason: str
     accuracy: dict[str, float]
     model_selection: str
+    batch: str = ""
+    gate_lr: str = ""
 
     @property
     def transfer(self) -> bool:
@@ -164,7 +168,8 @@ def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
         run = Run(key=key, line=first[key], method=head["method"], norm=head["norm"], source=head["source"],
                   target=head["target"], seed=int(head["seed"]), fold=int(head["fold"]) if head["fold"] else None,
                   status=head["status"], reason=head.get("reason", ""), accuracy=accuracy,
-                  model_selection=entry["selection"])
+                  model_selection=entry["selection"], batch=head.get("batch") or "",
+                  gate_lr=head.get("gate_lr") or "")
         if run.status == "ok" and run.transfer and run.target_accuracy() is None:
             raise DabinError(f"{path}: line {run.line}: ok run {key!r} ({run.method} {run.norm} {run.task} seed "
                              f"{run.seed}) has no row for its target domain {run.target!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dabin.report.gates import GatePool
@@ -93,11 +93,26 @@ def _header(sweep: Sweep) -> list[str]:
         f"- Folder: `{sweep.folder}`; dataset: {sweep.dataset} ({', '.join(sweep.domains)})",
         f"- {runs}",
         f"- Model selection: {_model_selection(sweep.runs)}",
+        f"- Batch per optimizer step (per-device batch × devices × accumulation; source+target for DANN): "
+        f"{_recorded(sweep.runs, lambda run: run.batch)}",
+        f"- BIN gate learning rate (the paper's ×10; `group`: of the gate's own layer group, `base`: of the "
+        f"base rate): {_recorded([r for r in sweep.runs if r.norm == 'bin'], lambda run: run.gate_lr)}",
         "- Cells: mean ± half-width of the 95% Student-t interval, t(0.975, n−1) · s / √n, over n independent "
         "replicates: the seeds in Table 4; the folds in Table 3, each fold's seeds averaged first (all seeds "
         "share one 5-fold partition, so runs of one fold share their test images and are not independent). "
         "A single replicate has no interval. — marks a cell without a finished run.", "",
     ]
+
+
+def _recorded(runs: Sequence[Run], value: Callable[[Run], str]) -> str:
+    """What the finished runs recorded, per method: one value each, or every value with its count."""
+    finished = [run for run in runs if run.status == "ok"]
+    parts = []
+    for method in dict.fromkeys(run.method for run in finished):
+        values = collections.Counter(value(run) or "not recorded" for run in finished if run.method == method)
+        listed = ", ".join(f"{text} ({count} runs)" if len(values) > 1 else text for text, count in values.most_common())
+        parts.append(f"{method_label(method)}: {listed}" + (" — **differs between runs**" if len(values) > 1 else ""))
+    return "; ".join(parts) or "no finished run"
 
 
 def _model_selection(runs: Sequence[Run]) -> str:

@@ -19,20 +19,41 @@ from dabin.io import atomic_open
 from dabin.sweep.jobs import Job, failure_reason, run_state
 from dabin.sweep.spec import METHODS
 
-__all__ = ["COLUMNS", "REQUIRED", "STATUSES", "collect_results", "read_results", "write_results"]
+__all__ = ["COLUMNS", "REQUIRED", "STATUSES", "collect_results", "format_batch", "format_gate_lr", "read_results",
+           "write_results"]
 
 COLUMNS: tuple[str, ...] = ("run", "method", "norm", "task", "source", "target", "seed", "fold", "domain",
-                            "accuracy", "n", "status", "reason", "steps", "time_s", "model_selection")
+                            "accuracy", "n", "status", "reason", "steps", "time_s", "model_selection", "batch",
+                            "gate_lr")
 #: Columns a results file must have (a hand-made one may leave out the rest).
 REQUIRED: tuple[str, ...] = ("method", "norm", "task", "source", "target", "seed", "fold", "domain",
                              "accuracy", "n", "status")
 STATUSES: tuple[str, ...] = ("ok", "failed", "incomplete", "missing")
 
 
+def format_batch(record: dict[str, Any] | None) -> str:
+    """``32+32 on 1 device`` (per-kind effective counts, joined by +), or "" when not recorded."""
+    if not record:
+        return ""
+    devices = int(record["devices"])
+    accumulate = int(record["accumulate_grad_batches"])
+    text = "+".join(str(count) for count in record["effective"].values())
+    text += f" on {devices} device{'s' if devices != 1 else ''}"
+    return text + (f", {accumulate} accumulated" if accumulate != 1 else "")
+
+
+def format_gate_lr(record: dict[str, Any] | None) -> str:
+    """``10× group rate`` (or "" for models without gates)."""
+    if not record:
+        return ""
+    return f"{record['mult']:g}× {record['of']} rate"
+
+
 def _run_rows(job: Job, run_dir: Path, domains: Sequence[str]) -> list[dict[str, Any]]:
     base = {"run": job.name, "method": job.method, "norm": job.norm, "task": job.task, "source": job.source or "",
             "target": job.target or "", "seed": job.seed, "fold": "" if job.fold is None else job.fold,
-            "accuracy": "", "n": "", "reason": "", "steps": "", "time_s": "", "model_selection": ""}
+            "accuracy": "", "n": "", "reason": "", "steps": "", "time_s": "", "model_selection": "", "batch": "",
+            "gate_lr": ""}
     state = run_state(run_dir)
     reason = failure_reason(run_dir) if state == "failed" else ""
     if state == "done":
@@ -41,7 +62,8 @@ def _run_rows(job: Job, run_dir: Path, domains: Sequence[str]) -> list[dict[str,
             return [{**base, "domain": domain, "accuracy": round(float(entry["accuracy"]), 4), "n": int(entry["n"]),
                      "status": "ok", "steps": metrics.get("steps", ""),
                      "time_s": round(float(metrics["time_s"]), 1) if "time_s" in metrics else "",
-                     "model_selection": metrics.get("model_selection", "")}
+                     "model_selection": metrics.get("model_selection", ""),
+                     "batch": format_batch(metrics.get("batch")), "gate_lr": format_gate_lr(metrics.get("gate_lr"))}
                     for domain, entry in metrics["test"].items()]
         except (OSError, ValueError, KeyError, TypeError) as error:
             # A done run whose metrics were removed or damaged afterwards: show it, do not hide it.

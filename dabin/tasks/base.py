@@ -23,7 +23,7 @@ from torchmetrics import MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from dabin.errors import DabinError
-from dabin.nn import bin_param_groups, clamp_gates_
+from dabin.nn import GATE_LR_BASES, GateLrBase, bin_param_groups, clamp_gates_
 
 __all__ = ["DomainTask", "NonFiniteLossError"]
 
@@ -42,16 +42,21 @@ class DomainTask(pl.LightningModule):
         lr: Base learning rate of the SGD optimizer.
         momentum: SGD momentum.
         weight_decay: Weight decay (never applied to BIN gates).
-        gate_lr_mult: BIN gates train at ``gate_lr_mult × lr`` (Section 4 of the paper: 10).
+        gate_lr_mult: BIN gates train at ``gate_lr_mult ×`` a rate (Section 4 of the paper: 10).
+        gate_lr_base: What ``gate_lr_mult`` multiplies: ``"group"``, the rate of the gate's own
+            parameter group (a pretrained backbone's, in DANN), or ``"base"``, ``lr``; see
+            :func:`~dabin.nn.bin_param_groups` for why ``"group"`` is the default.
     """
 
     def __init__(self, num_classes: int, lr: float, momentum: float, weight_decay: float,
-                 gate_lr_mult: float) -> None:
+                 gate_lr_mult: float, gate_lr_base: GateLrBase) -> None:
         super().__init__()
         if num_classes < 2:
             raise DabinError(f"num_classes must be at least 2, got {num_classes}")
         if lr <= 0 or not math.isfinite(lr):
             raise DabinError(f"lr must be a positive number, got {lr}")
+        if gate_lr_base not in GATE_LR_BASES:
+            raise DabinError(f"unknown gate_lr_base {gate_lr_base!r}; expected one of {', '.join(GATE_LR_BASES)}")
         self.num_classes = num_classes
         self.test_results: dict[str, dict[str, float | int]] = {}
         self._eval_metrics = nn.ModuleDict()
@@ -71,17 +76,21 @@ class DomainTask(pl.LightningModule):
         """Learning-rate factor at optimizer step ``step`` (applied to every group)."""
         return 1.0
 
+    def batch_composition(self, batch_size: int) -> dict[str, int]:
+        """Images of each kind in one training step on one device, for a data-module ``batch_size``."""
+        return {"images": batch_size}
+
     # -- optimization -------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """SGD over :meth:`param_groups`, gates at ``gate_lr_mult × lr`` without weight decay.
+        """SGD over :meth:`param_groups`, gates at ``gate_lr_mult ×`` their base rate, without weight decay.
 
         The schedule is a :class:`~torch.optim.lr_scheduler.LambdaLR` stepped every optimizer step;
         its step count is saved in checkpoints, so a resumed run continues it exactly.
         """
         hp = self.hparams
         groups = bin_param_groups(self, self.param_groups(), lr=hp.lr, weight_decay=hp.weight_decay,
-                                  gate_lr_mult=hp.gate_lr_mult)
+                                  gate_lr_mult=hp.gate_lr_mult, gate_lr_base=hp.gate_lr_base)
         optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_lambda)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

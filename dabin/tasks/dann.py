@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, resnet18
-from dabin.nn import GradientReversal, NormName, check_norm, recalibrate_norm_stats
+from dabin.nn import GateLrBase, GradientReversal, NormName, check_norm, recalibrate_norm_stats
 from dabin.tasks.base import Batch, DomainTask
 from dabin.tasks.schedules import dann_lambda, dann_lr_factor, progress
 
@@ -63,6 +63,8 @@ class DANN(DomainTask):
         weight_decay: Weight decay (not applied to gates); the recipe gives none for the author's
             schedule, 5e-4 is the usual choice for this network.
         gate_lr_mult: Gate learning-rate multiplier (×10 in the paper).
+        gate_lr_base: What the multiplier multiplies: ``group`` (the rate of the gate's own group: the
+            backbone's) or ``base`` (``lr``, the heads' rate); recorded in ``metrics.json``.
         backbone_lr_mult: Learning-rate multiplier of the backbone; None: 0.1 with pretrained
             ``weights`` (the author's rule), 1 when training from scratch.
         lr_alpha: ``α`` of ``μ_p = μ₀ / (1 + α p)^β``.
@@ -88,6 +90,7 @@ class DANN(DomainTask):
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         gate_lr_mult: float = 10.0,
+        gate_lr_base: GateLrBase = "group",
         backbone_lr_mult: float | None = None,
         lr_alpha: float = 10.0,
         lr_beta: float = 0.75,
@@ -95,7 +98,7 @@ class DANN(DomainTask):
         lambda_max: float = 1.0,
         target_norm_stats: bool = False,
     ) -> None:
-        super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult)
+        super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
         check_norm(norm)
         if not 0.0 <= dropout < 1.0:
             raise DabinError(f"dropout must be in [0, 1), got {dropout}")
@@ -120,6 +123,12 @@ class DANN(DomainTask):
         heads = [p for m in (self.bottleneck, self.classifier, self.domain_classifier) for p in m.parameters()]
         return [{"params": list(self.backbone.parameters()), "lr": lr * self.backbone_lr_mult},
                 {"params": heads, "lr": lr}]
+
+    def batch_composition(self, batch_size: int) -> dict[str, int]:
+        """``batch_size`` source and as many target images per step (source only: no target)."""
+        if not self.hparams.adaptation:
+            return {"source": batch_size}
+        return {"source": batch_size, "target": batch_size}
 
     def lr_lambda(self, step: int) -> float:
         """``1 / (1 + α p)^β`` with ``p`` from the step count (so resuming continues exactly)."""

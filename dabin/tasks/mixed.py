@@ -16,7 +16,7 @@ from torch import Tensor
 
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, resnet18
-from dabin.nn import NormName, check_norm
+from dabin.nn import GateLrBase, NormName, check_norm
 from dabin.tasks.base import Batch, DomainTask
 from dabin.tasks.schedules import step_decay_factor
 
@@ -36,6 +36,8 @@ class MixedDomainClassifier(DomainTask):
         momentum: SGD momentum.
         weight_decay: Weight decay (not applied to gates).
         gate_lr_mult: Gate learning-rate multiplier.
+        gate_lr_base: What the multiplier multiplies: ``group`` (the gate's own group's rate) or
+            ``base`` (``lr``); recorded in ``metrics.json``.
         lr_milestones: Epochs after which the rate is divided by 10.
     """
 
@@ -50,9 +52,10 @@ class MixedDomainClassifier(DomainTask):
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
         gate_lr_mult: float = 10.0,
+        gate_lr_base: GateLrBase = "group",
         lr_milestones: Sequence[int] = (30, 60),
     ) -> None:
-        super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult)
+        super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
         check_norm(norm)
         if any(m < 0 for m in lr_milestones):
             raise DabinError(f"lr_milestones must be epochs >= 0, got {list(lr_milestones)}")

@@ -5,7 +5,11 @@
     {"test": {"<evaluated set>": {"accuracy": 63.2, "n": 872}, ...},
      "average": 63.2, "model_selection": "...", "method": "dann", "norm": "bin",
      "source": "Art", "target": "Clipart", "fold": null, "seed": 0, "steps": 10000,
-     "time_s": 812.4, "config": {...}}
+     "time_s": 812.4,
+     "batch": {"per_device": {"source": 32, "target": 32}, "devices": 1, "accumulate_grad_batches": 1,
+               "effective": {"source": 32, "target": 32}, "effective_images": 64},
+     "gate_lr": {"mult": 10.0, "of": "group", "initial_lr": [0.01]},
+     "config": {...}}
 
 ``gates.csv`` holds the BIN gate of every channel at the end of training
 (:func:`dabin.analysis.write_gate_csv`). Both are written atomically after testing, so a file that
@@ -24,8 +28,11 @@ import pytorch_lightning as pl
 
 from dabin.analysis import gate_table, write_gate_csv
 from dabin.io import atomic_write_text
+from dabin.nn import gate_parameters
+from dabin.tasks.base import DomainTask
+from datamodules import DomainDataModule
 
-__all__ = ["MODEL_SELECTION", "RunSummary"]
+__all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
 
 #: The model-selection rule of every dabin run: no target label ever chooses a checkpoint.
 MODEL_SELECTION = "last checkpoint (no selection on target labels)"
@@ -36,6 +43,33 @@ def _method(model: pl.LightningModule) -> str:
     if adaptation is None:
         return "mixed"
     return "dann" if adaptation else "source_only"
+
+
+def batch_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any] | None:
+    """The batch one optimizer step sees: per device × devices × accumulation (None if unknown).
+
+    Under DDP every process draws its own ``batch_size`` (per domain, for transfer), so the
+    recipe's batch holds on one device only; this records what a run really used.
+    """
+    datamodule = trainer.datamodule
+    if not isinstance(datamodule, DomainDataModule) or not isinstance(pl_module, DomainTask):
+        return None
+    per_device = pl_module.batch_composition(datamodule.batch_size)
+    scale = trainer.world_size * trainer.accumulate_grad_batches
+    effective = {kind: count * scale for kind, count in per_device.items()}
+    return {"per_device": per_device, "devices": trainer.world_size,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches, "effective": effective,
+            "effective_images": sum(effective.values())}
+
+
+def gate_lr_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any] | None:
+    """What the gates' learning rate was: the multiplier, what it multiplies, the initial rates."""
+    if not isinstance(pl_module, DomainTask) or not gate_parameters(pl_module):
+        return None
+    gate_ids = {id(p) for p in gate_parameters(pl_module)}
+    rates = sorted({group.get("initial_lr", group["lr"]) for optimizer in trainer.optimizers
+                    for group in optimizer.param_groups if any(id(p) in gate_ids for p in group["params"])})
+    return {"mult": pl_module.hparams.gate_lr_mult, "of": pl_module.hparams.gate_lr_base, "initial_lr": rates}
 
 
 class RunSummary(pl.Callback):
@@ -81,6 +115,8 @@ class RunSummary(pl.Callback):
             "seed": self.seed,
             "steps": trainer.global_step,
             "time_s": round(self.fit_seconds, 2),
+            "batch": batch_record(trainer, pl_module),
+            "gate_lr": gate_lr_record(trainer, pl_module),
             "config": self.config,
         }
         if gate_table(pl_module):

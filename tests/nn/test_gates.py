@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from dabin.errors import DabinError
 from dabin.nn import BatchInstanceNorm2d, GateClamp, bin_param_groups, clamp_gates_, gate_parameters, norm_layer
 
 
@@ -29,6 +31,23 @@ def test_param_groups_split_gates_with_lr_mult_and_no_decay():
     assert all(g["weight_decay"] == 5e-4 for g in others)
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
     torch.optim.SGD(groups, lr=0.01)  # valid for an optimizer
+
+
+def test_gate_rate_of_the_group_or_of_the_base_rate():
+    net = _net()
+    head = list(net[5].parameters())
+    body = [p for p in net.parameters() if all(p is not q for q in head)]
+    gate = net[1].gate
+
+    def gate_lr(base: str) -> float:
+        groups = bin_param_groups(net, [{"params": body, "lr": 0.001}, {"params": head}], lr=0.01,
+                                  gate_lr_base=base)  # type: ignore[arg-type]
+        return next(g["lr"] for g in groups if any(p is gate for p in g["params"]))
+
+    assert gate_lr("group") == pytest.approx(0.001 * 10)  # x10 of the backbone's own 1/10 rate
+    assert gate_lr("base") == pytest.approx(0.01 * 10)  # x10 of the base rate
+    with pytest.raises(DabinError, match="unknown gate_lr_base 'heads'"):
+        gate_lr("heads")
 
 
 def test_default_single_group_and_custom_mult():

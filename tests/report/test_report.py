@@ -255,3 +255,19 @@ def test_table3_interval_is_over_folds_with_seeds_averaged_first(tmp_path):
     assert float(table3["bin", "Aa"]["ci"]) == pytest.approx(4.302653 * s / math.sqrt(3), abs=1e-4)
     assert float(table3["bin", "Avg"]["ci"]) == pytest.approx(4.302653 * s / math.sqrt(3), abs=1e-4)
     assert "the interval is over the folds" in (folder / "report.md").read_text()
+
+
+def test_header_states_batch_and_gate_rate_per_method(tmp_path):
+    rows = [transfer("dann", "bin", "Aa", "Bb", s, 50, batch="32+32 on 1 device", gate_lr="10× group rate")
+            for s in range(2)]
+    rows += [transfer("dann", "bin", "Bb", "Aa", 0, 50, batch="64+64 on 2 devices", gate_lr="10× group rate")]
+    rows += mixed("bin", 0, 0, {"Aa": 70, "Bb": 80})
+    folder = write_sweep(tmp_path / "s", [{**r, "batch": r.get("batch", "128 on 1 device"),
+                                           "gate_lr": r.get("gate_lr", "10× base rate")} for r in rows])
+    assert report(str(folder)) == 0
+    text = (folder / "report.md").read_text()
+    batch = _line(text, "- Batch per optimizer step")
+    assert "DANN: 32+32 on 1 device (2 runs), 64+64 on 2 devices (1 runs) — **differs between runs**" in batch
+    assert batch.endswith("; Mixed: 128 on 1 device")
+    gates = _line(text, "- BIN gate learning rate")
+    assert "DANN: 10× group rate;" in gates and "10× base rate" in gates

@@ -61,6 +61,13 @@ def test_source_only_is_recorded_as_such(tmp_path: Path, capsys: pytest.CaptureF
     (["--model.weights", "IMAGENET1K_V1"], "width 64"),
     (["--trainer.max_stepz", "3"], "max_stepz"),
     (["--model.lr", "abc"], "model.lr"),
+    # values that parse but that Lightning refuses when it builds the trainer
+    (["--trainer.max_steps", "-5"], "You passed in -5"),
+    (["--trainer.devices", "0"], "devices='0'"),
+    (["--trainer.accelerator", "gpu"], "gpu"),
+    (["--trainer.strategy", "nonsense"], "strategy='nonsense'"),
+    (["--trainer.num_nodes", "-1"], "got -1"),
+    (["--trainer.accumulate_grad_batches", "0"], "accumulate_grad_batches must be at least 1, got 0"),
 ])
 def test_bad_input_is_one_line(args: list[str], expected: str, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,19 +105,38 @@ def test_nan_loss_stops_the_run_naming_the_step(tmp_path: Path, capsys: pytest.C
 
 
 def test_ddp_on_cpu_two_processes(tmp_path: Path) -> None:
-    """The same config under Lightning DDP (gloo, 2 CPU processes) trains, tests and writes one summary."""
+    """The same config under Lightning DDP (gloo, 2 CPU processes): each held-out image is tested exactly
+    once (no padding repeats), and the summary records the batch the run really used."""
     import os
     import subprocess
     import sys
 
+    from datamodules import KFoldDataModule
+
     command = [sys.executable, "-m", "dabin", "fit", "-c", str(DEMO / "mixed.yaml"), "--trainer.accelerator", "cpu",
                "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2",
-               "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1", "--data.batch_size", "8",
+               "--trainer.limit_val_batches", "1", "--data.batch_size", "8", "--data.fold", "0",
                "--trainer.default_root_dir", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 2 and list(metrics["test"]) == ["Ink", "Neon", "Photo", "Sketch"]
-    # Each process tested one batch of 8 per domain; the summary counts both processes' images.
-    assert all(entry["n"] == 16 for entry in metrics["test"].values())
+    data = KFoldDataModule(root="embedded", k=5, fold=0, seed=0, image_size=32)
+    expected = {name: len(data.held_out(d)) for d, name in enumerate(data.domains)}
+    assert any(count % 2 for count in expected.values())  # an uneven split, which padding would repeat
+    assert {name: entry["n"] for name, entry in metrics["test"].items()} == expected
+    assert metrics["batch"] == {"per_device": {"images": 8}, "devices": 2, "accumulate_grad_batches": 1,
+                                "effective": {"images": 16}, "effective_images": 16}
+
+
+def test_run_records_batch_and_gate_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.gate_lr_base", "base",
+                       "--trainer.accumulate_grad_batches", "2", "--trainer.fast_dev_run", "2",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["batch"]["per_device"] == {"source": 32, "target": 32}
+    assert metrics["batch"]["effective"] == {"source": 64, "target": 64} and metrics["batch"]["devices"] == 1
+    # lr 0.05, backbone from scratch at 1x: with "base" the gates run at 10 x 0.05 whatever their group.
+    assert metrics["gate_lr"] == {"mult": 10.0, "of": "base", "initial_lr": [0.5]}
