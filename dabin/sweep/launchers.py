@@ -61,11 +61,17 @@ def slot_environment(slot: int, workers: int, cpus: int, gpus: int) -> dict[str,
 
     Returns:
         Variables to set (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``).
+
+    GPUs are dealt out in disjoint blocks of ``gpus // workers`` (slot 0 gets GPUs 0..b-1, slot 1
+    the next b, ...), so a run with ``--trainer.devices b`` has GPUs of its own; with more workers
+    than GPUs the slots share them round-robin, one each.
     """
     threads = str(max(1, cpus // workers))
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     if gpus and workers > 1:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        block = max(1, gpus // workers)
+        first = (slot * block) % gpus
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(block))
     return env
 
 
