@@ -7,3 +7,8 @@ class DabinError(ValueError):
     The command line prints it as a single ``dabin: error: ...`` line and exits with status 2,
     without a traceback.
     """
+
+
+#: Exit status of a trainer stopped by a pre-emption signal after saving its checkpoint (sysexits'
+#: EX_TEMPFAIL, "try again"): the run is unfinished, not failed, and resumes from that checkpoint.
+EXIT_PREEMPTED = 75

@@ -9,7 +9,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_open", "atomic_write_text"]
+from dabin.errors import DabinError
+
+__all__ = ["WriteError", "atomic_open", "atomic_write_text"]
+
+
+class WriteError(DabinError):
+    """A file could not be written (disk full, quota, permissions); names the path and the errno.
+
+    Attributes:
+        path: The file that was being written.
+        errno: The operating system's error number (e.g. ``errno.ENOSPC``), or None.
+    """
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = path
+        self.errno = error.errno
+        detail = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+        super().__init__(f"cannot write {path}: {detail}")
 
 
 @contextlib.contextmanager
@@ -23,19 +40,27 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", newline: str | No
 
     Yields:
         The open temporary file.
+
+    Raises:
+        WriteError: The file system refused the write (full disk, quota, permissions), naming
+            ``path`` and the errno; the old file, if any, is left as it was.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp: str | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, mode, newline=newline) if "b" not in mode else os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as error:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            raise WriteError(target, error) from error
         raise
 
 

@@ -15,13 +15,12 @@ from typing import Any
 
 from dabin.errors import DabinError
 from dabin.report.paper import PAPER_TASKS
-from dabin.sweep.results import read_results
+from dabin.sweep.jobs import Job, run_state
+from dabin.sweep.results import MANIFEST, RESULTS, read_results
 from dabin.sweep.spec import METHODS, format_task
 
 __all__ = ["MANIFEST", "RESULTS", "Run", "Sweep", "load_sweep", "plain_domain", "task_order"]
 
-RESULTS = "results.csv"
-MANIFEST = "sweep.json"
 #: Fields every row of one run shares; a row disagreeing with its run's first row is an edit error.
 _RUN_FIELDS = ("method", "norm", "task", "source", "target", "seed", "fold", "status")
 
@@ -183,6 +182,29 @@ def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
     return result
 
 
+def _unfinished_runs(folder: Path, manifest: dict[str, Any] | None, runs: Sequence[Run]) -> list[Run]:
+    """The spec's runs that have no row (results.csv holds results only): incomplete or missing."""
+    planned = (manifest or {}).get("jobs")
+    if not isinstance(planned, list):
+        return []
+    listed = {run.key for run in runs}
+    unfinished = []
+    for entry in planned:
+        try:
+            job = Job.from_json(entry)
+        except (KeyError, TypeError, ValueError):
+            raise DabinError(f"{folder / MANIFEST}: a job entry is damaged ({entry!r})") from None
+        if job.name in listed:
+            continue
+        state = run_state(folder / job.name)
+        # A done or failed run without a row means results.csv is older than the folders: rerun the sweep.
+        unfinished.append(Run(key=job.name, line=0, method=job.method, norm=job.norm, source=job.source or "",
+                              target=job.target or "", seed=job.seed, fold=job.fold,
+                              status=state if state in ("incomplete", "missing") else "incomplete",
+                              reason="", accuracy={}, model_selection=""))
+    return unfinished
+
+
 def _row_domains(rows: Sequence[dict[str, str]]) -> list[tuple[int, str]]:
     """Every (line, domain) a row names: source, target and its tested domain (split suffix dropped)."""
     named = []
@@ -247,6 +269,7 @@ def load_sweep(folder: str | Path) -> Sweep:
     rows = read_results(path)
     manifest = _read_manifest(folder / MANIFEST)
     runs = _group_runs(path, rows)
+    runs += _unfinished_runs(folder, manifest, runs)
     domains = _domains(path, rows, manifest, folder / MANIFEST)
     dataset = str((manifest or {}).get("dataset") or "")
     office_home = _is_office_home(dataset, domains)

@@ -1,6 +1,6 @@
 """Sweeps: many training runs from one spec, resumable, with a results table (``dabin sweep``)."""
 
-from dabin.sweep.jobs import Job, Outcome, expand_jobs, job_command, run_job, run_state
+from dabin.sweep.jobs import Job, Outcome, expand_jobs, job_command, run_state
 from dabin.sweep.launchers import LAUNCHERS, make_launcher
 from dabin.sweep.results import COLUMNS, collect_results, read_results, write_results
 from dabin.sweep.spec import METHODS, SweepSpec, format_task, load_spec, narrow, resolve_task
@@ -21,7 +21,6 @@ __all__ = [
     "narrow",
     "read_results",
     "resolve_task",
-    "run_job",
     "run_state",
     "write_results",
 ]

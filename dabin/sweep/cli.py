@@ -23,18 +23,17 @@ from pathlib import Path
 from types import FrameType
 
 from dabin.errors import DabinError
-from dabin.io import atomic_write_text
+from dabin.io import WriteError, atomic_write_text
 from dabin.sweep.jobs import DEFAULT_COMMAND, Job, Outcome, expand_jobs, run_state
 from dabin.sweep.launchers import LAUNCHERS, make_launcher
 from dabin.sweep.progress import Progress
-from dabin.sweep.results import collect_results, write_results
+from dabin.sweep.results import MANIFEST, RESULTS, collect_results, write_results
 from dabin.sweep.spec import SweepSpec, load_spec, narrow
 
-__all__ = ["COMMAND_VARIABLE", "MANIFEST", "main"]
+__all__ = ["COMMAND_VARIABLE", "main"]
 
 #: Environment variable replacing the training command (a shell-quoted string), e.g. for a fake trainer.
 COMMAND_VARIABLE = "DABIN_SWEEP_COMMAND"
-MANIFEST = "sweep.json"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, help="jobs at a time (default: the spec's `workers`)")
     parser.add_argument("--launcher", default="local", choices=tuple(LAUNCHERS), help="where jobs run")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs and which are done; run nothing")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="times a failed run is tried again in this sweep (default 1)")
+    parser.add_argument("--rerun-failed", action="store_true",
+                        help="also redo runs that failed in an earlier sweep (by default they are kept as failed)")
     return parser
 
 
@@ -71,10 +74,12 @@ def _command(spec: SweepSpec) -> list[str]:
     return list(spec.command or DEFAULT_COMMAND)
 
 
-def _manifest(spec: SweepSpec) -> dict[str, object]:
+def _manifest(spec: SweepSpec, jobs: Sequence[Job]) -> dict[str, object]:
+    # "jobs" is every run the spec asks for (whatever the filters of one invocation), so the report
+    # can say what is missing without placeholder rows in results.csv.
     return {"name": spec.name, "fingerprint": spec.fingerprint(), "dataset": spec.dataset,
             "domains": list(spec.domains), "configs": spec.configs, "extra": list(spec.extra),
-            "spec": str(spec.path)}
+            "spec": str(spec.path), "jobs": [job.to_json() for job in jobs]}
 
 
 def _check_out_dir(out: Path, manifest: dict[str, object]) -> None:
@@ -124,23 +129,44 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _dry_run(jobs: Sequence[Job], out: Path) -> None:
+def _counts(states: Sequence[str]) -> str:
+    return ", ".join(f"{states.count(s)} {s}" for s in ("done", "failed", "incomplete", "missing") if s in states)
+
+
+def _would_run(state: str, rerun_failed: bool) -> bool:
+    return state != "done" and (state != "failed" or rerun_failed)
+
+
+def _dry_run(jobs: Sequence[Job], out: Path, rerun_failed: bool) -> None:
     states = [run_state(out / job.name) for job in jobs]
     for job, state in zip(jobs, states):
         where = job.task or f"fold {job.fold}"
         print(f"{state:<10} {job.method:<11} {job.norm:<4} {where:<10} seed {job.seed:<3} {out / job.name}")
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "failed", "incomplete", "missing") if s in states)
-    print(f"{len(jobs)} jobs ({counts or 'none'}); {len(jobs) - states.count('done')} would run")
+    runs = sum(_would_run(state, rerun_failed) for state in states)
+    kept = "" if rerun_failed or "failed" not in states else " (failed runs are kept; --rerun-failed redoes them)"
+    print(f"{len(jobs)} jobs ({_counts(states) or 'none'}); {runs} would run{kept}")
+
+
+def _summary(all_jobs: Sequence[Job], out: Path) -> str:
+    """Where the whole spec stands (not only this invocation's filter)."""
+    states = [run_state(out / job.name) for job in all_jobs]
+    text = f"spec: {len(all_jobs)} jobs, {_counts(states)}"
+    if states.count("missing") or states.count("incomplete"):
+        text += " (`dabin sweep ... --dry-run` lists them)"
+    return text
 
 
 def main(argv: Sequence[str]) -> int:
     """Run ``dabin sweep`` (``argv`` without the word ``sweep``).
 
     Returns:
-        0 if every job finished, 1 if some failed, 130 if interrupted.
+        0 if every selected job is done, 1 if some failed (now or in an earlier sweep) or were left
+        incomplete, 130 if interrupted.
 
     Raises:
-        DabinError: A bad spec, filter or output folder.
+        DabinError: A bad spec, filter or output folder; a write the file system refused (full
+            disk): the sweep stops, finished runs and ``results.csv`` stay as they were, and a
+            rerun after freeing space completes the sweep.
     """
     args_list = list(argv)
     extra: list[str] = []
@@ -148,54 +174,86 @@ def main(argv: Sequence[str]) -> int:
         cut = args_list.index("--")
         args_list, extra = args_list[:cut], args_list[cut + 1:]
     args = _parser().parse_args(args_list)
+    if args.retries < 0:
+        raise DabinError(f"--retries must be 0 or more, got {args.retries}")
     spec = load_spec(args.spec)
     spec = dataclasses.replace(spec, extra=(*spec.extra, *extra))
     selected = narrow(spec, methods=_split(args.methods), norms=_split(args.norms), tasks=_split(args.tasks),
                       seeds=_split_ints(args.seeds, "--seeds"), folds=_split_ints(args.folds, "--folds"))
     all_jobs, jobs = expand_jobs(spec), expand_jobs(selected)
     out = Path(args.out) if args.out else spec.out
-    manifest = _manifest(spec)
+    manifest = _manifest(spec, all_jobs)
     _check_out_dir(out, manifest)
     if args.dry_run:
-        _dry_run(jobs, out)
+        _dry_run(jobs, out, args.rerun_failed)
         return 0
     workers = args.workers if args.workers is not None else spec.workers
     if workers < 1:
         raise DabinError(f"--workers must be at least 1, got {workers}")
     launcher = make_launcher(args.launcher, workers, out, spec.slurm)
-    out.mkdir(parents=True, exist_ok=True)
-    results = out / "results.csv"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(out, error) from None
+    results = out / RESULTS
     with _exclusive(out):
-        if not (out / MANIFEST).is_file():
-            atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        todo = [(job, out / job.name) for job in jobs if run_state(out / job.name) != "done"]
-        print(f"sweep {spec.name!r}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run "
-              f"({workers} at a time, {args.launcher}) in {out}", flush=True)
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        states = {job.name: run_state(out / job.name) for job in jobs}
+        todo = [(job, out / job.name) for job in jobs if _would_run(states[job.name], args.rerun_failed)]
+        kept = sum(state == "failed" for state in states.values()) if not args.rerun_failed else 0
+        print(f"sweep {spec.name!r}: {len(jobs)} jobs, {sum(s == 'done' for s in states.values())} already done, "
+              f"{len(todo)} to run ({workers} at a time, {args.launcher}) in {out}"
+              + (f"; {kept} failed earlier, kept (--rerun-failed redoes them)" if kept else ""), flush=True)
         progress = Progress(len(todo), workers)
         outcomes: list[Outcome] = []
+        attempts: dict[str, int] = {}
+        retry: list[tuple[Job, Path]] = []
 
         def on_outcome(outcome: Outcome) -> None:
             outcomes.append(outcome)
-            progress.update(outcome)
+            if outcome.fault:
+                # A full disk fails every run alike: stop now, leave this run incomplete for the rerun.
+                raise DabinError(f"{outcome.fault} (run {outcome.job.label}, log: {outcome.run_dir / 'log.txt'}); "
+                                 "free space and rerun the same command to resume")
+            attempts[outcome.job.name] = attempts.get(outcome.job.name, 0) + 1
+            if outcome.status == "failed" and attempts[outcome.job.name] <= args.retries:
+                print(f"retrying {outcome.job.label} (attempt {attempts[outcome.job.name] + 1} of "
+                      f"{args.retries + 1}): {outcome.reason}", file=sys.stderr, flush=True)
+                retry.append((outcome.job, outcome.run_dir))
+            else:
+                progress.update(outcome)
             if outcome.status != "interrupted":
-                write_results(results, collect_results(out, all_jobs, spec.domains))
+                write_results(results, collect_results(out, all_jobs))
 
         interrupted = False
         try:
             with _sigterm_as_interrupt():
-                launcher.run(todo, _command(spec), on_outcome)
+                batch = todo
+                while batch:
+                    launcher.run(batch, _command(spec), on_outcome)
+                    batch, retry[:] = list(retry), []
         except KeyboardInterrupt:
             interrupted = True
-        finally:
-            write_results(results, collect_results(out, all_jobs, spec.domains))
-    failed = [o for o in outcomes if o.status == "failed"]
-    stopped = sum(o.status == "interrupted" for o in outcomes)
+        except DabinError:
+            # The disk may still be full: results.csv keeps its last complete version.
+            with contextlib.suppress(DabinError):
+                write_results(results, collect_results(out, all_jobs))
+            raise
+        write_results(results, collect_results(out, all_jobs))
+    last = {o.job.name: o for o in outcomes}
+    failed = [o for o in last.values() if o.status == "failed"]
+    stopped = [o for o in last.values() if o.status == "interrupted"]
     if interrupted:
-        print(f"interrupted: {stopped} running job(s) stopped and left incomplete; rerun the same command to resume",
-              file=sys.stderr)
+        print(f"interrupted: {len(stopped)} running job(s) stopped and left incomplete; rerun the same command to "
+              "resume", file=sys.stderr)
         return 130
     for outcome in failed:
-        print(f"failed: {outcome.job.label} ({outcome.run_dir}/log.txt): {outcome.reason}", file=sys.stderr)
-    print(f"results: {results} ({len(todo) - len(failed)} of {len(todo)} jobs finished"
-          f"{f', {len(failed)} failed' if failed else ''})")
-    return 1 if failed else 0
+        print(f"failed: {outcome.job.label}: {outcome.reason} (log: {outcome.run_dir / 'log.txt'})", file=sys.stderr)
+    for outcome in stopped:
+        print(f"incomplete: {outcome.job.label}: {outcome.reason}; rerun the same command to resume", file=sys.stderr)
+    finished = sum(o.status == "ok" for o in last.values())
+    print(f"results: {results} ({finished} of {len(todo)} jobs finished"
+          f"{f', {len(failed)} failed' if failed else ''}{f', {len(stopped)} incomplete' if stopped else ''}); "
+          f"{_summary(all_jobs, out)}")
+    # 0 only when every selected job is done (a failed run kept from an earlier sweep is not).
+    return 0 if all(run_state(out / job.name) == "done" for job in jobs) else 1

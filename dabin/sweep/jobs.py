@@ -15,8 +15,10 @@ Only ``done`` makes a run finished: a run killed after writing metrics.json is s
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -26,22 +28,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from dabin.io import atomic_write_text
+from dabin.errors import EXIT_PREEMPTED
+from dabin.io import WriteError, atomic_write_text
 from dabin.sweep.spec import METHODS, SweepSpec, format_task
 
 __all__ = [
     "DEFAULT_COMMAND",
+    "UNREADABLE_SUFFIX",
     "Job",
     "Outcome",
     "RunState",
     "RunningJob",
+    "checkpoint_problem",
     "expand_jobs",
     "job_command",
-    "run_job",
     "run_state",
     "start_job",
 ]
@@ -194,6 +199,8 @@ class Outcome:
         reason: One line for failed runs.
         accuracy: The run's average accuracy (%) for finished runs.
         seconds: Wall time of this attempt.
+        fault: For an interrupted run, a fault of the machine rather than of the run (a full disk)
+            that stops the whole sweep: retrying other runs would meet it too.
     """
 
     job: Job
@@ -202,6 +209,20 @@ class Outcome:
     reason: str = ""
     accuracy: float | None = None
     seconds: float = 0.0
+    fault: str = ""
+
+
+#: What a trainer's log says when the disk (or the quota) is full: a fault of the machine, not of the run.
+_DISK_FULL = re.compile(rf"(No space left on device|Disk quota exceeded|\[Errno ({errno.ENOSPC}|{errno.EDQUOT})\])")
+
+
+def _disk_full_line(log: Path) -> str:
+    """The line of a trainer's log that says the disk is full, or ""."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip()[:300] for line in reversed(lines) if _DISK_FULL.search(line)), "")
 
 
 def _last_error_line(log: Path) -> str:
@@ -209,6 +230,11 @@ def _last_error_line(log: Path) -> str:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except FileNotFoundError:
         return "no log"
+    # A traceback's last line is "ExcType: message", the cause in one line; dabin's own errors are
+    # "dabin: error: ...".
+    for line in reversed(lines):
+        if re.match(r"^(dabin: error:|([A-Za-z_][\w.]*\.)?[A-Z]\w*(Error|Exception|Exit|Interrupt)\b)", line):
+            return line[:300]
     # The last exception or CLI error line names the cause; progress bars and warnings after it do not.
     for line in reversed(lines):
         if re.search(r"(Error|Exception|error:|Traceback|\bnan\b|NaN)", line) and not line.startswith("Traceback"):
@@ -291,10 +317,20 @@ class RunningJob:
                                                                       "finished": time.time()}) + "\n")
                 return Outcome(self.job, self.run_dir, "ok", accuracy=accuracy, seconds=seconds)
             reason = problem
-        elif code < 0:
-            reason = f"killed by signal {-code} ({_last_error_line(self.run_dir / 'log.txt')})"
         else:
-            reason = f"exit status {code}: {_last_error_line(self.run_dir / 'log.txt')}"
+            log = self.run_dir / "log.txt"
+            disk_full = _disk_full_line(log)
+            if code == EXIT_PREEMPTED or disk_full:
+                # Not the run's fault: leave it incomplete, so the next attempt resumes it from its
+                # checkpoint, and do not count it as a failure.
+                (self.run_dir / "metrics.json").unlink(missing_ok=True)
+                reason = "pre-empted (checkpoint saved)" if code == EXIT_PREEMPTED else disk_full
+                return Outcome(self.job, self.run_dir, "interrupted", reason=reason, seconds=seconds,
+                               fault=disk_full)
+            if code < 0:
+                reason = f"killed by signal {-code} ({_last_error_line(log)})"
+            else:
+                reason = f"exit status {code}: {_last_error_line(log)}"
         atomic_write_text(self.run_dir / "failed", reason + "\n")
         return Outcome(self.job, self.run_dir, "failed", reason=reason, seconds=seconds)
 
@@ -309,19 +345,58 @@ class RunningJob:
                 self.process.wait()
             except ProcessLookupError:
                 pass
-        self._log.write(b"\n[dabin sweep] interrupted; the run will be redone by the next sweep\n")
-        self._log.close()
+        # On a full disk the note cannot be written; stopping the trainer matters more.
+        with contextlib.suppress(OSError):
+            self._log.write(b"\n[dabin sweep] interrupted; the run will be redone by the next sweep\n")
+        with contextlib.suppress(OSError):
+            self._log.close()
         # A trainer stopped by the sweep may still have written metrics; they must not count.
         (self.run_dir / "metrics.json").unlink(missing_ok=True)
         return Outcome(self.job, self.run_dir, "interrupted", seconds=time.monotonic() - self.started)
 
 
-def _resume_checkpoint(run_dir: Path, state: RunState) -> Path | None:
+#: Suffix given to a checkpoint that cannot be read, so it is kept for a look but never resumed from.
+UNREADABLE_SUFFIX = ".unreadable"
+
+
+def checkpoint_problem(path: Path) -> str:
+    """Why ``path`` is not a readable torch checkpoint ("" if it is one).
+
+    A torch checkpoint is a zip archive: reading every member and checking its CRC catches a
+    truncated or overwritten file without importing torch (the sweep runs without it).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not any(name.endswith("data.pkl") for name in names):
+                return "not a torch checkpoint (no data.pkl)"
+            bad = archive.testzip()
+            return f"member {bad} is damaged" if bad else ""
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def _resume_checkpoint(run_dir: Path, state: RunState, warn: Callable[[str], None]) -> Path | None:
+    """The newest readable checkpoint of an incomplete run; unreadable ones are set aside with a warning."""
     # A failed attempt's checkpoint may hold the NaNs that failed it: restart those from scratch.
     if state != "incomplete":
         return None
-    checkpoints = sorted(run_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-    return checkpoints[-1] if checkpoints else None
+    checkpoints = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for checkpoint in checkpoints:
+        problem = checkpoint_problem(checkpoint)
+        if not problem:
+            return checkpoint
+        aside = checkpoint.with_name(checkpoint.name + UNREADABLE_SUFFIX)
+        os.replace(checkpoint, aside)
+        older = [c for c in checkpoints if c.exists() and c != checkpoint]
+        then = "trying an older checkpoint" if older else "restarting the run from step 0"
+        warn(f"{run_dir.name}: checkpoint {checkpoint.relative_to(run_dir)} is unreadable ({problem}); kept as "
+             f"{aside.name}, {then}")
+    return None
+
+
+def _warn(message: str) -> None:
+    print(f"dabin sweep: warning: {message}", file=sys.stderr, flush=True)
 
 
 def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
@@ -341,15 +416,29 @@ def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
         The running job.
     """
     state = run_state(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = _resume_checkpoint(run_dir, state)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(run_dir, error) from None
+    notes: list[str] = []
+
+    def warn(message: str) -> None:
+        notes.append(message)
+        _warn(message)
+
+    ckpt = _resume_checkpoint(run_dir, state, warn)
     for stale in ("metrics.json", "failed", "done"):
         (run_dir / stale).unlink(missing_ok=True)
     atomic_write_text(run_dir / "job.json", json.dumps(job.to_json(), indent=1) + "\n")
     command = job_command(job, run_dir, base, ckpt)
-    log = open(run_dir / "log.txt", "ab")
-    log.write(f"[dabin sweep] {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
-    log.flush()
+    try:
+        log = open(run_dir / "log.txt", "ab")
+        for note in notes:
+            log.write(f"[dabin sweep] warning: {note}\n".encode())
+        log.write(f"[dabin sweep] {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+        log.flush()
+    except OSError as error:
+        raise WriteError(run_dir / "log.txt", error) from None
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
@@ -358,25 +447,3 @@ def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
         start_new_session=True, preexec_fn=_die_with_parent if _PRCTL is not None else None,
     )
     return RunningJob(job, run_dir, process, log)
-
-
-def run_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
-            env: Mapping[str, str] | None = None) -> Outcome:
-    """Run a job to its end (the function submitit executes on a cluster node).
-
-    Args:
-        job: The job.
-        run_dir: Its folder.
-        base: The training command.
-        env: Extra environment variables for the trainer.
-
-    Returns:
-        The outcome; the run folder holds the matching marker.
-    """
-    running = start_job(job, run_dir, base, env)
-    try:
-        running.process.wait()
-    except BaseException:
-        running.terminate()
-        raise
-    return running.finish()

@@ -8,6 +8,8 @@ stay incomplete and are redone by the next sweep.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dabin.errors import DabinError
-from dabin.sweep.jobs import Job, Outcome, RunningJob, run_job, start_job
+from dabin.sweep.jobs import Job, Outcome, RunningJob, start_job
 
-__all__ = ["LAUNCHERS", "Launcher", "LocalLauncher", "SubmititLauncher", "make_launcher", "slot_environment"]
+__all__ = ["LAUNCHERS", "Launcher", "LocalLauncher", "RequeueableRun", "SubmititLauncher", "make_launcher",
+           "slot_environment"]
 
 Planned = tuple[Job, Path]
 OnOutcome = Callable[[Outcome], None]
@@ -110,6 +113,54 @@ class LocalLauncher:
             raise
 
 
+#: Seconds a trainer gets to save its checkpoint after the pre-emption signal before it is stopped.
+_SAVE_GRACE_S = 120.0
+
+
+class RequeueableRun:
+    """What submitit runs on a node: one job, requeued from its checkpoint on pre-emption or time-out.
+
+    submitit's checkpoint protocol (its ``Checkpointable``): when Slurm warns that the job is
+    about to be pre-empted or to reach its time limit (``--signal USR2@90``, submitit's default),
+    submitit calls :meth:`checkpoint` on the node and requeues what it returns. Here that sends
+    SIGUSR1 to the trainer, which saves ``checkpoints/last.ckpt`` and exits as pre-empted
+    (:data:`dabin.errors.EXIT_PREEMPTED`), leaving the run incomplete; the requeued job starts it
+    again and :func:`~dabin.sweep.jobs.start_job` resumes it from that checkpoint. (Lightning's
+    own SLURM auto-requeue is not used: it requeues the whole sbatch script, which here is
+    submitit's, and saves ``hpc_ckpt_*.ckpt`` files the sweep does not resume from.)
+    """
+
+    def __init__(self) -> None:
+        self._running: RunningJob | None = None
+
+    def __call__(self, job: Job, run_dir: Path, command: Sequence[str]) -> Outcome:
+        """Run the job to its end (or until :meth:`checkpoint` stops it)."""
+        self._running = start_job(job, run_dir, command)
+        try:
+            self._running.process.wait()
+        except BaseException:
+            self._running.terminate()
+            raise
+        return self._running.finish()
+
+    def checkpoint(self, job: Job, run_dir: Path, command: Sequence[str]) -> Any:
+        """Make the trainer save and stop, then hand submitit the same job to requeue."""
+        import submitit
+
+        running = self._running
+        if running is not None and running.process.poll() is None:
+            try:
+                os.killpg(running.process.pid, signal.SIGUSR1)
+                running.process.wait(_SAVE_GRACE_S)
+            except subprocess.TimeoutExpired:
+                running.terminate()
+            except ProcessLookupError:
+                pass
+        if running is not None:
+            running.finish()  # exit 75: incomplete, no failure recorded
+        return submitit.helpers.DelayedSubmission(RequeueableRun(), job, run_dir, list(command))
+
+
 class SubmititLauncher:
     """Jobs through submitit: Slurm on a cluster, its local executor elsewhere (the test path).
 
@@ -145,7 +196,7 @@ class SubmititLauncher:
             while pending or in_flight:
                 while pending and len(in_flight) < self.workers:
                     job, run_dir = pending.popleft()
-                    handle = self.executor.submit(run_job, job, run_dir, list(command))
+                    handle = self.executor.submit(RequeueableRun(), job, run_dir, list(command))
                     in_flight.append((handle, job, run_dir, time.monotonic()))
                 for entry in list(in_flight):
                     handle, job, run_dir, started = entry
@@ -163,7 +214,7 @@ class SubmititLauncher:
     def _outcome(handle: Any, job: Job, run_dir: Path, started: float) -> Outcome:
         try:
             return handle.result()
-        except Exception as error:  # the job died before run_job could record it (node lost, timeout)
+        except Exception as error:  # the job died before it could record it (node lost, timeout)
             from dabin.io import atomic_write_text
 
             reason = f"submitit job {handle.job_id}: {str(error).strip().splitlines()[-1][:300]}"

@@ -1,8 +1,10 @@
-"""``results.csv``: one row per (run, evaluated domain), rebuilt from the run folders.
+"""``results.csv``: one row per (finished run, evaluated domain), rebuilt from the run folders.
 
 The run folders are the source of truth; the CSV is a view of them, rewritten atomically after
-every finished job, so it never holds a half-written row or a row twice. Runs that failed, were
-interrupted or never started appear with their status and an empty accuracy.
+every finished job, so it never holds a half-written row or a row twice. A failed run is one row
+with its status and reason and no accuracy. Runs that were interrupted or never started are not
+rows: what the spec still lacks is in ``sweep.json``'s job list, shown by ``dabin sweep
+--dry-run``, the end-of-sweep summary and the report.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from dabin.io import atomic_open
 from dabin.sweep.jobs import Job, failure_reason, run_state
 from dabin.sweep.spec import METHODS
 
-__all__ = ["COLUMNS", "REQUIRED", "STATUSES", "collect_results", "format_batch", "format_gate_lr", "read_results",
+__all__ = ["COLUMNS", "MANIFEST", "RESULTS", "REQUIRED", "STATUSES", "collect_results", "format_batch", "format_gate_lr", "read_results",
            "write_results"]
 
+#: File names of a sweep folder: the results table and the manifest (spec identity and job list).
+RESULTS = "results.csv"
+MANIFEST = "sweep.json"
 COLUMNS: tuple[str, ...] = ("run", "method", "norm", "task", "source", "target", "seed", "fold", "domain",
                             "accuracy", "n", "status", "reason", "steps", "time_s", "model_selection", "batch",
                             "gate_lr")
@@ -49,12 +54,14 @@ def format_gate_lr(record: dict[str, Any] | None) -> str:
     return f"{record['mult']:g}× {record['of']} rate"
 
 
-def _run_rows(job: Job, run_dir: Path, domains: Sequence[str]) -> list[dict[str, Any]]:
+def _run_rows(job: Job, run_dir: Path) -> list[dict[str, Any]]:
     base = {"run": job.name, "method": job.method, "norm": job.norm, "task": job.task, "source": job.source or "",
             "target": job.target or "", "seed": job.seed, "fold": "" if job.fold is None else job.fold,
             "accuracy": "", "n": "", "reason": "", "steps": "", "time_s": "", "model_selection": "", "batch": "",
             "gate_lr": ""}
     state = run_state(run_dir)
+    if state in ("incomplete", "missing"):
+        return []
     reason = failure_reason(run_dir) if state == "failed" else ""
     if state == "done":
         try:
@@ -68,17 +75,17 @@ def _run_rows(job: Job, run_dir: Path, domains: Sequence[str]) -> list[dict[str,
         except (OSError, ValueError, KeyError, TypeError) as error:
             # A done run whose metrics were removed or damaged afterwards: show it, do not hide it.
             state, reason = "failed", f"metrics.json unreadable after the run finished ({error})"
-    places = [job.target] if job.target else list(domains)
-    return [{**base, "domain": domain, "status": state, "reason": reason} for domain in places]
+    # One row per failed run: its target for a transfer run, no domain for a mixed one.
+    return [{**base, "domain": job.target or "", "status": "failed", "reason": reason}]
 
 
-def collect_results(out_dir: Path, jobs: Sequence[Job], domains: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows for every job of the sweep, plus any other run folder found in ``out_dir``.
+def collect_results(out_dir: Path, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """Rows of the finished and failed runs among the sweep's jobs and any other run folder in ``out_dir``.
 
     Args:
         out_dir: The sweep's output folder.
-        jobs: The sweep's jobs (all of the spec, so a partial sweep shows what is missing).
-        domains: The dataset's domains (the rows of a mixed-domain run that has no metrics).
+        jobs: The sweep's jobs (all of the spec; also runs of an earlier, wider spec found in
+            ``out_dir`` are included).
 
     Returns:
         Rows with :data:`COLUMNS`, in job order.
@@ -87,7 +94,7 @@ def collect_results(out_dir: Path, jobs: Sequence[Job], domains: Sequence[str]) 
     names = set()
     for job in jobs:
         names.add(job.name)
-        rows += _run_rows(job, out_dir / job.name, domains)
+        rows += _run_rows(job, out_dir / job.name)
     # Runs of the same sweep from a spec whose axes were wider then: still results.
     for job_file in sorted(out_dir.glob("*/job.json")):
         if job_file.parent.name not in names:
@@ -96,7 +103,7 @@ def collect_results(out_dir: Path, jobs: Sequence[Job], domains: Sequence[str]) 
             except (ValueError, KeyError, TypeError):
                 continue
             if job.name == job_file.parent.name:
-                rows += _run_rows(job, job_file.parent, domains)
+                rows += _run_rows(job, job_file.parent)
     return rows
 
 
@@ -134,8 +141,8 @@ def _check_row(row: dict[str, str]) -> str:
             return f"task={row['task']!r} does not match source={row['source']!r} and target={row['target']!r}"
     elif not row["fold"].isdigit():
         return f"fold={row['fold']!r} is not an integer (a {method} run has a fold)"
-    if not row["domain"]:
-        return "domain is empty"
+    if not row["domain"] and status == "ok":
+        return "domain is empty on an ok row"
     if status == "ok":
         try:
             accuracy = float(row["accuracy"])

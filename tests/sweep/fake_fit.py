@@ -3,7 +3,10 @@
 Behaviour is steered by environment variables so one script covers every test:
 ``FAKE_FIT_FAIL`` (substring of the run's place, e.g. ``Bb`` or ``fold1``) makes matching runs fail;
 ``FAKE_FIT_SLEEP_ON`` makes matching runs write ``pid`` and sleep ``FAKE_FIT_SLEEP`` seconds first;
-``FAKE_FIT_NAN`` makes matching runs report a NaN accuracy.
+``FAKE_FIT_NAN`` makes matching runs report a NaN accuracy;
+``FAKE_FIT_PREEMPT`` makes matching runs exit as a pre-empted trainer does (status 75, checkpoint kept);
+``FAKE_FIT_DISK_FULL`` makes matching runs die as a trainer does whose write met a full disk;
+``FAKE_FIT_CKPT_BYTES`` sets the size of the checkpoint it writes (to fill a small disk).
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -34,9 +39,21 @@ place = f"{args.source}->{args.target}" if args.source else f"fold{args.fold}"
 with open(run / "attempts", "a") as handle:
     handle.write(f"{os.getpid()} ckpt={args.ckpt_path} extra={' '.join(unknown)}\n")
 (run / "checkpoints").mkdir(exist_ok=True)
-(run / "checkpoints" / "last.ckpt").write_text("fake")
+# A zip archive with a data.pkl, as torch writes: what the sweep checks before resuming from it.
+payload = b"fake checkpoint" + bytes(int(os.environ.get("FAKE_FIT_CKPT_BYTES", "0")))
+with zipfile.ZipFile(run / "checkpoints" / "last.ckpt", "w") as archive:
+    archive.writestr("last/data.pkl", payload)
+if os.environ.get("FAKE_FIT_DISK_FULL", "\0") in place:
+    print("Traceback (most recent call last):\n  File 'torch/serialization.py', line 1\n"
+          "OSError: [Errno 28] No space left on device")
+    sys.exit(1)
+if os.environ.get("FAKE_FIT_PREEMPT", "\0") in place:
+    print(f"dabin: pre-empted at step 2; checkpoint saved to {run / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+    sys.exit(75)
 
 if os.environ.get("FAKE_FIT_SLEEP_ON", "\0") in place:
+    # As the real trainer: SIGUSR1 (a requeue warning) saves the checkpoint and exits as pre-empted.
+    signal.signal(signal.SIGUSR1, lambda *_: sys.exit(75))
     (run / "pid").write_text(str(os.getpid()))
     time.sleep(float(os.environ.get("FAKE_FIT_SLEEP", "60")))
 if os.environ.get("FAKE_FIT_FAIL", "\0") in place:

@@ -51,7 +51,8 @@ def test_tiny_sweep_end_to_end_then_report(tiny_spec, capsys):
     mixed = [r for r in rows if r["method"] == "mixed"]
     assert sorted({r["domain"] for r in mixed}) == ["Aa", "Bb", "Cc"] and len({r["run"] for r in mixed}) == 8
     manifest = json.loads((out / "sweep.json").read_text())
-    assert set(manifest) == {"name", "fingerprint", "dataset", "domains", "configs", "extra", "spec"}
+    assert set(manifest) == {"name", "fingerprint", "dataset", "domains", "configs", "extra", "spec", "jobs"}
+    assert sorted(job["name"] for job in manifest["jobs"]) == sorted(p.parent.name for p in out.glob("*/job.json"))
     assert (manifest["name"], manifest["dataset"], manifest["domains"]) == ("tiny", "custom", ["Aa", "Bb", "Cc"])
     capsys.readouterr()
 
@@ -90,9 +91,12 @@ def test_dry_run_and_filters(tiny_spec, capsys):
     assert sweep(tiny_spec, *flags) == 0
     assert sorted(p.parent.name[:16] for p in out.glob("*/done")) == ["dann_bin_Aa-Bb_s", "dann_bin_Aa-Bb_s"]
     rows = read_results(out / "results.csv")
-    assert len(rows) == TINY_ROWS  # the rest of the sweep is listed as missing
-    assert sorted((r["task"], r["seed"]) for r in rows if r["status"] == "ok") == [("Aa→Bb", "0"), ("Aa→Bb", "1")]
-    assert {r["status"] for r in rows if r["status"] != "ok"} == {"missing"}
+    # Results only: the runs the filter left out are not placeholder rows...
+    assert sorted((r["task"], r["seed"], r["status"]) for r in rows) == [("Aa→Bb", "0", "ok"), ("Aa→Bb", "1", "ok")]
+    # ...the end-of-sweep summary says where the whole spec stands, and the report shows them as missing.
+    assert f"spec: {TINY_JOBS} jobs, 2 done, {TINY_JOBS - 2} missing" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    assert cells((out / "report.md").read_text(), "Bb→Cc")[4] == "— (2 missing)"
 
     # Tasks may be written with the arrow; seeds filter too.
     assert sweep(tiny_spec, "--methods", "source_only", "--norms", "bn", "--tasks", "Bb→Cc", "--seeds", "1") == 0
@@ -111,6 +115,9 @@ def test_failed_and_nan_runs_recorded_and_sweep_goes_on(tiny_spec, monkeypatch, 
     assert sweep(tiny_spec, *flags) == 1
     captured = capsys.readouterr()
     assert captured.err.count("failed: ") == 2
+    # --retries 1 (the default): each failing run was tried twice in this sweep, then recorded.
+    assert captured.err.count("retrying ") == 2 and len(attempts(run_dir(out, "dann_bn_Aa-Bb_s0"))) == 2
+    assert "(log: " in captured.err
     rows = read_results(out / "results.csv")
     by_place = {(r["task"] or f"fold{r['fold']}", r["seed"]): r for r in rows
                 if r["method"] != "source_only" and r["norm"] == "bn"}
@@ -118,7 +125,7 @@ def test_failed_and_nan_runs_recorded_and_sweep_goes_on(tiny_spec, monkeypatch, 
     # The reason is the exception line, not the progress bar printed after it.
     assert failed["status"] == "failed" and failed["reason"] == "exit status 1: RuntimeError: fake failure in Aa->Bb"
     nan_rows = [r for r in rows if (r["method"], r["norm"], r["fold"], r["seed"]) == ("mixed", "bn", "1", "0")]
-    assert len(nan_rows) == 3 and {r["status"] for r in nan_rows} == {"failed"}
+    assert len(nan_rows) == 1 and nan_rows[0]["status"] == "failed" and nan_rows[0]["domain"] == ""
     assert "NaN" in nan_rows[0]["reason"] and nan_rows[0]["accuracy"] == ""
     assert by_place["Bb→Cc", "0"]["status"] == "ok" and by_place["fold0", "0"]["status"] == "ok"
 
@@ -128,12 +135,17 @@ def test_failed_and_nan_runs_recorded_and_sweep_goes_on(tiny_spec, monkeypatch, 
     assert cells(text, "Aa→Bb")[3] == "— (1 failed, 1 missing)"  # DANN BN: seed 0 failed, seed 1 never ran
     assert "### Failed (2)" in text and "RuntimeError: fake failure in Aa->Bb" in text
 
-    # Rerun: only the failed runs start again (from scratch: a failed run's checkpoint is not trusted).
+    # A plain rerun keeps the failed runs (and says so); --rerun-failed starts them again, from
+    # scratch: a failed run's checkpoint is not trusted.
     monkeypatch.delenv("FAKE_FIT_FAIL")
     monkeypatch.delenv("FAKE_FIT_NAN")
-    assert sweep(tiny_spec, *flags) == 0
+    capsys.readouterr()
+    assert sweep(tiny_spec, *flags) == 1
+    assert "2 failed earlier, kept (--rerun-failed redoes them)" in capsys.readouterr().out
     assert len(attempts(run_dir(out, "dann_bn_Aa-Bb_s0"))) == 2
-    assert attempts(run_dir(out, "mixed_bn_f1_s0"))[1].split()[1] == "ckpt=None"
+    assert sweep(tiny_spec, *flags, "--rerun-failed") == 0
+    assert len(attempts(run_dir(out, "dann_bn_Aa-Bb_s0"))) == 3
+    assert attempts(run_dir(out, "mixed_bn_f1_s0"))[2].split()[1] == "ckpt=None"
     assert len(attempts(run_dir(out, "dann_bn_Bb-Cc_s0"))) == 1
     rows = read_results(out / "results.csv")
     assert sum(r["status"] == "ok" for r in rows) == 2 + 2 * 3 and not any(r["status"] == "failed" for r in rows)
