@@ -46,9 +46,14 @@ def compiled_enabled() -> bool:
 
 
 def eligible(x: Tensor) -> bool:
-    """Whether ``x`` takes the compiled path (see the module docstring)."""
-    return (_state["enabled"] and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() >= 3
-            and x.is_contiguous() and x[0, 0].numel() > 1)
+    """Whether ``x`` takes the compiled path (see the module docstring).
+
+    Not while Dynamo traces a model that holds the layer (``torch.compile(model)``): a
+    ``torch.compile`` call inside a traced region cannot be traced and would break the user's graph
+    at every BIN layer; the eager arithmetic is traced instead and Inductor fuses it the same way.
+    """
+    return (_state["enabled"] and not torch.compiler.is_compiling() and x.device.type == "cpu"
+            and x.dtype == torch.float32 and x.dim() >= 3 and x.is_contiguous() and x[0, 0].numel() > 1)
 
 
 def _instance_stats(xr: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
