@@ -29,6 +29,12 @@ class WriteError(DabinError):
         super().__init__(f"cannot write {path}: {detail}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", newline: str | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path`` and move it over ``path`` only if the block succeeds.
@@ -50,6 +56,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", newline: str | No
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, newline=newline) if "b" not in mode else os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

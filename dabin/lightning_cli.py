@@ -10,6 +10,11 @@ it), and every run folder (``--trainer.default_root_dir``) receives ``metrics.js
 (BIN models), ``checkpoints/last.ckpt``, CSV logs (TensorBoard too if installed) under ``logs/``
 with the resolved ``config.yaml``. Several GPUs or nodes: ``--trainer.devices 4 --trainer.strategy
 ddp --trainer.num_nodes 2`` (Lightning detects Slurm by itself).
+
+Checkpoints are written atomically (:class:`~dabin.tasks.checkpoints.AtomicCheckpointIO`). SIGUSR1
+or SIGTERM (pre-emption, a sweep stopping its trainers) saves ``checkpoints/last.ckpt`` at the next
+batch end and exits with status 75 (:data:`~dabin.errors.EXIT_PREEMPTED`) without testing; the
+same command with ``--ckpt_path <run>/checkpoints/last.ckpt`` continues the run.
 """
 
 from __future__ import annotations
@@ -30,11 +35,15 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.loggers.tensorboard import _TENSORBOARD_AVAILABLE
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.plugins.layer_sync import LayerSync
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from dabin.errors import DabinError
+from dabin.errors import EXIT_PREEMPTED, DabinError
+from dabin.nn import SyncNorm
 from dabin.tasks import DomainTask, RunSummary, progress_callback
+from dabin.tasks.checkpoints import AtomicCheckpointIO, Preemption
 from datamodules import DomainDataModule
 
 __all__ = ["DabinCLI", "main"]
@@ -56,12 +65,23 @@ class DabinCLI(LightningCLI):
     """
 
     def __init__(self, args: Sequence[str]) -> None:
-        super().__init__(
-            DomainTask, DomainDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
-            parser_kwargs={"exit_on_error": False}, seed_everything_default=0, args=list(args),
-            auto_configure_optimizers=False,
-        )
+        #: Pre-emption signals are handled for the whole command (building, fit, test); after it,
+        #: ``preemption.stopped`` says whether a signal cut the run short.
+        self.preemption = Preemption()
+        with self.preemption.handling():
+            try:
+                super().__init__(
+                    DomainTask, DomainDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                    save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
+                    parser_kwargs={"exit_on_error": False}, seed_everything_default=0, args=list(args),
+                    auto_configure_optimizers=False,
+                )
+            except SIGTERMException:
+                # Raised by Preemption, or by Lightning's loops after SIGTERM: a stop, not a failure.
+                self.preemption.stopped = True
+            except RuntimeError:
+                if not self.preemption.stopped:  # else a data-loader worker killed by the same signal
+                    raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the data's class count into the model and add ``--test_after_fit``."""
@@ -76,8 +96,8 @@ class DabinCLI(LightningCLI):
         callbacks = list(config.get("callbacks") or [])
         if config.get("logger") in (None, True):
             kwargs["logger"] = _loggers(root)
-        if config.get("enable_checkpointing") is not False and not any(
-                isinstance(c, ModelCheckpoint) for c in callbacks):
+        checkpointing = config.get("enable_checkpointing") is not False
+        if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             # The model is selected without target labels: the last one. Saved every epoch so an
             # interrupted run resumes (``--ckpt_path .../last.ckpt``) where it was.
             callbacks.append(ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, save_top_k=0,
@@ -88,15 +108,17 @@ class DabinCLI(LightningCLI):
             kwargs["enable_progress_bar"] = not hasattr(progress, "every_n_steps")
         seed = self._get(self.config, "seed_everything")
         callbacks.append(RunSummary(self._config_dict(), seed if isinstance(seed, int) else None))
+        # SIGUSR1/SIGTERM: save last.ckpt and stop (a Preemption of the user's own replaces ours).
+        own = next((c for c in callbacks if isinstance(c, Preemption)), None)
+        if own is None:
+            self.preemption.save = checkpointing
+            callbacks.append(self.preemption)
+        else:
+            self.preemption = own
         kwargs["callbacks"] = callbacks
-        from pytorch_lightning.plugins.layer_sync import LayerSync
-
-        from dabin.nn import SyncNorm
-        plugins = config.get("plugins")
-        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-        if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
-            # Lightning's own layer sync turns BIN layers into SyncBatchNorm (gates lost, GPUs only).
-            kwargs["plugins"] = [*plugins, SyncNorm()]
+        plugins = _plugins(config)
+        if plugins:
+            kwargs["plugins"] = plugins
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:
@@ -124,9 +146,30 @@ class DabinCLI(LightningCLI):
             return {}
 
     def after_fit(self) -> None:
-        """Test the final model (the model-selection rule: last checkpoint, no target labels)."""
+        """Test the final model (the model-selection rule: last checkpoint, no target labels).
+
+        Not after a pre-emption signal: a signal that arrived as training ended saves the final
+        state and stops here (a pre-empted fit does not get this far: it ends in SIGTERMException).
+        """
+        if self.preemption.stop_after_fit(self.trainer):
+            return
         if self._get(self.config, "test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+
+
+def _plugins(config: dict[str, Any]) -> list[Any]:
+    """The trainer's plugins: the config's own plus dabin's synced BIN and atomic checkpoints."""
+    plugins = config.get("plugins")
+    plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    added: list[Any] = []
+    if config.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
+        # Lightning's own layer sync turns BIN layers into SyncBatchNorm (gates lost, GPUs only).
+        added.append(SyncNorm())
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        # Write checkpoints to a temporary file and rename it: a kill or a full disk mid-write
+        # leaves the previous last.ckpt whole. A CheckpointIO of the user's own is kept.
+        added.append(AtomicCheckpointIO())
+    return [*plugins, *added] if added else plugins
 
 
 #: Lightning's package loggers, whose handlers print its info lines ("Seed set to 0", "GPU available").
@@ -207,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the Lightning CLI (``argv`` starts with the subcommand).
 
     Returns:
-        0 on success.
+        0 on success, :data:`~dabin.errors.EXIT_PREEMPTED` (75) when SIGUSR1 or SIGTERM stopped the
+        run (after saving its checkpoint; one line on stderr says how to resume).
 
     Raises:
         DabinError: A bad argument or config key (jsonargparse's message reduced to one line).
@@ -218,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     try:
-        DabinCLI(args)
+        cli = DabinCLI(args)
     except DabinError:
         raise
     except (ArgumentError, ValueError, TypeError) as error:
@@ -231,4 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Lightning's word for a flag it refuses, also when it checks only at fit time
         # (e.g. --trainer.limit_train_batches 1.5).
         raise DabinError(_first_line(error)) from None
+    if cli.preemption.stopped:
+        if cli.preemption.is_global_zero:
+            print(f"dabin: {cli.preemption.summary()}", file=sys.stderr, flush=True)
+        return EXIT_PREEMPTED
     return 0

@@ -56,8 +56,8 @@ DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "dabin", "fit")
 #: Arguments a method adds to its config (source-only = the DANN model without adaptation).
 _METHOD_ARGS: dict[str, tuple[str, ...]] = {"source_only": ("--model.adaptation", "false")}
 RunState = Literal["done", "failed", "incomplete", "missing"]
-#: Seconds a terminated trainer gets to exit before it is killed.
-_GRACE_S = 10.0
+#: Seconds a terminated trainer gets to save its checkpoint and exit before it is killed.
+_GRACE_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,11 +320,15 @@ class RunningJob:
         else:
             log = self.run_dir / "log.txt"
             disk_full = _disk_full_line(log)
-            if code == EXIT_PREEMPTED or disk_full:
+            # A trainer killed by a pre-emption signal before it could handle it (still starting up)
+            # is pre-empted all the same: its last checkpoint, if any, is good.
+            preempted = code == EXIT_PREEMPTED or code in (-signal.SIGTERM, -signal.SIGUSR1)
+            if preempted or disk_full:
                 # Not the run's fault: leave it incomplete, so the next attempt resumes it from its
                 # checkpoint, and do not count it as a failure.
                 (self.run_dir / "metrics.json").unlink(missing_ok=True)
-                reason = "pre-empted (checkpoint saved)" if code == EXIT_PREEMPTED else disk_full
+                reason = disk_full or ("pre-empted (checkpoint saved)" if code == EXIT_PREEMPTED else
+                                       f"pre-empted by signal {-code} before training started")
                 return Outcome(self.job, self.run_dir, "interrupted", reason=reason, seconds=seconds,
                                fault=disk_full)
             if code < 0:
