@@ -1,0 +1,63 @@
+"""What an adaptation method is: a loss module over one step's source and target outputs.
+
+A method sees what the transfer task computed for one training step and returns the adaptation
+term added to the source classification loss:
+
+.. math::
+
+    L = \\frac{1}{B_s}\\sum_{i \\in S} \\mathrm{CE}(y_i, \\hat y_i) + L_{\\text{adapt}}(f_s, f_t, g_s, g_t; p),
+
+with ``f`` the bottleneck features ``(B, D)``, ``g`` the classifier's logits ``(B, C)`` and ``p`` the
+training progress in [0, 1] (from the trainer's step counter, so a resumed run continues every
+schedule exactly). A method may own parameters (a domain discriminator, an adversarial head):
+they train at the heads' learning rate. Source-only is "no adaptation loss".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import Tensor, nn
+
+__all__ = ["AdaptationLoss", "StepOutputs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOutputs:
+    """One training step's outputs, split by domain.
+
+    Attributes:
+        features_s: Source bottleneck features ``(B_s, D)``.
+        features_t: Target bottleneck features ``(B_t, D)``.
+        logits_s: Source class logits ``(B_s, C)``.
+        logits_t: Target class logits ``(B_t, C)`` (target labels are never used).
+        progress: Training progress ``p`` in [0, 1].
+    """
+
+    features_s: Tensor
+    features_t: Tensor
+    logits_s: Tensor
+    logits_t: Tensor
+    progress: float
+
+
+class AdaptationLoss(nn.Module):
+    """Base of the adaptation methods: ``forward(outputs) -> (loss, logs)``.
+
+    Subclasses implement :meth:`forward`; its docstring gives the method's equation, the shapes
+    and the paper's defaults. ``logs`` are scalars worth plotting (e.g. a discriminator's
+    accuracy, the current λ), logged under ``train/<name>``.
+
+    Args:
+        features_dim: ``D``, the width of the bottleneck features.
+        num_classes: ``C``.
+    """
+
+    def __init__(self, features_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.features_dim = features_dim
+        self.num_classes = num_classes
+
+    def forward(self, outputs: StepOutputs) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """The adaptation loss of one step and what to log."""
+        raise NotImplementedError

@@ -1,0 +1,73 @@
+"""The adaptation methods by name.
+
+``METHODS[name]`` is the :class:`~dabin.methods.base.AdaptationLoss` subclass a run builds as
+``cls(features_dim, num_classes, **options)``, or None for a method that adds no loss:
+
+* ``source_only``: the source classification loss alone (the baseline).
+* ``adabn``: AdaBN (Li et al., "Revisiting Batch Normalization for Practical Domain Adaptation",
+  ICLR workshop 2017 / Pattern Recognition 2018): trained as ``source_only``; before testing, the
+  trainer re-estimates every normalization layer's statistics on the unlabelled target training
+  images (:func:`dabin.nn.recalibrate_norm_stats`, the DANN task's ``target_norm_stats``). Nothing
+  happens in the loss, so there is no loss module.
+* ``dann`` (:class:`DANNLoss`), ``cdan`` (:class:`CDANLoss`), ``cdan_e`` (:class:`CDANELoss`: CDAN
+  with entropy conditioning), ``mcc`` (:class:`MCCLoss`), ``mdd`` (:class:`MDDLoss`), ``dan``
+  (:class:`DANLoss`), ``bnm`` (:class:`BNMLoss`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dabin.errors import DabinError
+from dabin.methods.base import AdaptationLoss
+from dabin.methods.bnm import BNMLoss
+from dabin.methods.cdan import CDANELoss, CDANLoss
+from dabin.methods.dan import DANLoss
+from dabin.methods.dann import DANNLoss
+from dabin.methods.mcc import MCCLoss
+from dabin.methods.mdd import MDDLoss
+
+__all__ = ["METHODS", "build_method", "method_names"]
+
+#: Method name → loss class, or None where the method adds no loss (``source_only``, ``adabn``).
+METHODS: dict[str, type[AdaptationLoss] | None] = {
+    "source_only": None,
+    "adabn": None,
+    "dann": DANNLoss,
+    "cdan": CDANLoss,
+    "cdan_e": CDANELoss,
+    "mcc": MCCLoss,
+    "mdd": MDDLoss,
+    "dan": DANLoss,
+    "bnm": BNMLoss,
+}
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered method names, in registry order."""
+    return tuple(METHODS)
+
+
+def build_method(name: str, features_dim: int, num_classes: int, **options: Any) -> AdaptationLoss | None:
+    """The loss module of method ``name``, or None for ``source_only`` and ``adabn``.
+
+    Args:
+        name: A key of :data:`METHODS`.
+        features_dim: ``D``, the width of the bottleneck features.
+        num_classes: ``C``.
+        **options: The method's keyword options (e.g. ``margin=2.0`` for ``mdd``).
+
+    Returns:
+        The module, or None.
+
+    Raises:
+        DabinError: For an unknown name, or options given to a method without a loss.
+    """
+    if name not in METHODS:
+        raise DabinError(f"unknown adaptation method {name!r}; choose from {', '.join(METHODS)}")
+    cls = METHODS[name]
+    if cls is None:
+        if options:
+            raise DabinError(f"method {name!r} has no options, got {', '.join(sorted(options))}")
+        return None
+    return cls(features_dim, num_classes, **options)
