@@ -21,6 +21,9 @@ that size the entropy decoding both must do dominates: about 2.3 ms of ours' 3.5
 already) and 7.5x for 4000x3000 ones; with the resized-image cache warm
 (:mod:`datamodules.cache`) it is 12-21x.
 
+Photos with an EXIF orientation tag (a camera held sideways) are turned upright, as an image
+viewer shows them.
+
 A file that cannot be decoded raises :class:`CorruptImageError` naming its path: training fails
 fast rather than skipping images, because a skipped image silently changes the dataset. Run
 ``dabin data ROOT`` first to find every broken file at once.
@@ -44,6 +47,14 @@ __all__ = [
     "resized_size",
     "verify_image",
 ]
+
+#: The EXIF orientation tag and the transpose that shows each value upright (as ImageOps.exif_transpose).
+_EXIF_ORIENTATION = 0x0112
+_EXIF_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 # PIL reports broken files with several exception types depending on the format and the damage.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -170,6 +181,13 @@ def _decode(path: str | os.PathLike[str], short_side: int | None, crop: int | No
             # Already RGB (nearly every photo): no conversion copy. The opened image itself must
             # not be returned, though: leaving the with block closes it, which frees its pixels.
             rgb = image if image.mode == "RGB" else image.convert("RGB")
+            transpose = _EXIF_TRANSPOSE.get(image.getexif().get(_EXIF_ORIENTATION, 1))
+            if transpose is not None:
+                # A camera's rotated photo: show it upright, as a viewer does (torchvision's loader
+                # does not). Only the picture's extent is turned; the short side stays the same.
+                rgb = rgb.crop((0, 0, round(extent[0]), round(extent[1]))).transpose(transpose)
+                extent = rgb.size
+                target = None if short_side is None else resized_size(rgb.size, short_side)
             if crop is not None:
                 assert target is not None  # decode_center_crop requires short_side
                 return resized_center_crop(rgb, target, crop, extent)
