@@ -8,13 +8,16 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import ResNet, ResNet18_Weights
+from torchvision.models import ResNet, get_model_weights
 from torchvision.models.resnet import BasicBlock
 
 from dabin.errors import DabinError
 from dabin.nn import NormName, check_norm, norm_layer
 
 __all__ = ["WeightsArg", "load_weights", "resnet18"]
+
+#: How messages name an architecture.
+_ARCH_NAMES = {"resnet18": "ResNet-18"}
 
 #: ``None`` (random init), a torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or a file.
 WeightsArg = str | os.PathLike[str] | None
@@ -98,18 +101,21 @@ def resnet18(
     return model
 
 
-def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tuple[str, ...] = ()) -> None:
-    """Load ResNet-18 weights by torchvision name or from a file into ``model`` (strictly).
+def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tuple[str, ...] = (),
+                 arch: str = "resnet18") -> None:
+    """Load weights by torchvision name or from a file into ``model`` (strictly).
 
     Args:
-        model: A ResNet-18 as built by :func:`resnet18` with its 1000-way ``fc``.
-        weights: Torchvision weights name or state dict path.
+        model: A torchvision-layout model (e.g. :func:`resnet18`'s) with its 1000-way ``fc``.
+        weights: Torchvision weights name (of ``arch``) or state dict path.
         skip: Keys to leave at their initial values (e.g. a stem that does not fit).
+        arch: torchvision's name of the architecture (``resnet18``, ``resnet50``, ...), for
+            weights given by name and for messages.
 
     Raises:
         DabinError: as described in :func:`resnet18`.
     """
-    state = _read_state_dict(weights)
+    state = _read_state_dict(weights, arch)
     if skip:
         import warnings
 
@@ -136,11 +142,11 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tup
         parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
                  for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
                                     ("keys of another shape", wrong_shape)) if keys]
-        raise DabinError(f"weights {str(weights)!r} do not fit a ResNet-18: {'; '.join(parts)}")
+        raise DabinError(f"weights {str(weights)!r} do not fit a {_ARCH_NAMES.get(arch, arch)}: {'; '.join(parts)}")
     model.load_state_dict(state, strict=False)
 
 
-def _read_state_dict(weights: str | os.PathLike[str]) -> Mapping[str, Tensor]:
+def _read_state_dict(weights: str | os.PathLike[str], arch: str = "resnet18") -> Mapping[str, Tensor]:
     text = os.fspath(weights)
     path = Path(text).expanduser()
     looks_like_path = path.exists() or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt", ".bin")
@@ -163,11 +169,12 @@ def _read_state_dict(weights: str | os.PathLike[str]) -> Mapping[str, Tensor]:
         if any(k.startswith("backbone.") for k in state):
             state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
         return dict(state)
-    names = [w.name for w in ResNet18_Weights] + ["DEFAULT"]
+    available = get_model_weights(arch)
+    names = [w.name for w in available] + ["DEFAULT"]
     name = text.split(".")[-1]  # accept "ResNet18_Weights.IMAGENET1K_V1" as well
     if name not in names:
         raise DabinError(f"unknown weights {text!r}; expected null, a file path or one of {', '.join(names)}")
-    enum = ResNet18_Weights.DEFAULT if name == "DEFAULT" else ResNet18_Weights[name]
+    enum = available.DEFAULT if name == "DEFAULT" else available[name]
     try:
         return enum.get_state_dict(progress=False)
     except Exception as error:  # noqa: BLE001 - offline, proxy, corrupt cache: all say the same

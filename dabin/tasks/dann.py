@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dabin.errors import DabinError
-from dabin.models import WeightsArg, resnet18
+from dabin.models import WeightsArg, build_backbone
 from dabin.nn import GateLrBase, GradientReversal, NormName, check_norm, recalibrate_norm_stats
 from dabin.tasks.base import Batch, DomainTask
 from dabin.tasks.schedules import dann_lambda, dann_lr_factor, progress
@@ -50,9 +50,12 @@ class DANN(DomainTask):
     Args:
         num_classes: Number of classes (linked from the data module by the CLI).
         norm: ``bn``, ``in``, ``bnin`` or ``bin`` in every normalization layer of the backbone.
+        backbone: ``resnet18`` (the paper's), another of torchvision's ResNet family (``resnet50``,
+            ``resnext50_32x4d``, ``wide_resnet50_2``, ...; see :data:`dabin.models.RESNETS`) or the
+            class path of any model whose classifier is ``fc``; its normalization layers become ``norm``.
         weights: None (random init), a torchvision weights name (``IMAGENET1K_V1``) or a state dict file.
         small_input: 3×3 stride-1 stem without max-pool, for tiny (e.g. 32-px) images.
-        width: Channels of the backbone's first stage (64 is the standard ResNet-18).
+        width: Channels of the backbone's first stage (64 is the standard ResNet-18; resnet18 only).
         adaptation: Train the domain classifier through the gradient reversal layer (DANN); False
             gives the source-only baseline in the same harness.
         bottleneck_dim: Width of the bottleneck feature ``z``.
@@ -79,6 +82,7 @@ class DANN(DomainTask):
         self,
         num_classes: int = 65,
         norm: NormName = "bin",
+        backbone: str = "resnet18",
         weights: WeightsArg = None,
         small_input: bool = False,
         width: int = 64,
@@ -103,7 +107,7 @@ class DANN(DomainTask):
         if not 0.0 <= dropout < 1.0:
             raise DabinError(f"dropout must be in [0, 1), got {dropout}")
         self.save_hyperparameters()
-        self.backbone = resnet18(norm=norm, weights=weights, num_classes=0, small_input=small_input, width=width)
+        self.backbone = build_backbone(backbone, norm=norm, weights=weights, small_input=small_input, width=width)
         # BatchNorm keeps the bottleneck centred, so the reversed gradient cannot push every ReLU
         # input below zero and silence both heads (the Transfer-Learning-Library's bottleneck too).
         self.bottleneck = nn.Sequential(nn.Linear(self.backbone.num_features, bottleneck_dim),

@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dabin.errors import DabinError
-from dabin.models import WeightsArg, resnet18
+from dabin.models import WeightsArg, build_backbone
 from dabin.nn import GateLrBase, NormName, check_norm
 from dabin.tasks.base import Batch, DomainTask
 from dabin.tasks.schedules import step_decay_factor
@@ -29,9 +29,12 @@ class MixedDomainClassifier(DomainTask):
     Args:
         num_classes: Number of classes (linked from the data module by the CLI).
         norm: ``bn``, ``in``, ``bnin`` or ``bin``.
+        backbone: ``resnet18`` (the paper's), another of torchvision's ResNet family (``resnet50``,
+            ``resnext50_32x4d``, ``wide_resnet50_2``, ...; see :data:`dabin.models.RESNETS`) or the
+            class path of any model whose classifier is ``fc``; its normalization layers become ``norm``.
         weights: None (random init), a torchvision weights name (``IMAGENET1K_V1``) or a state dict file.
         small_input: 3×3 stride-1 stem without max-pool, for tiny (e.g. 32-px) images.
-        width: Channels of the first stage (64 is the standard ResNet-18).
+        width: Channels of the first stage (64 is the standard ResNet-18; resnet18 only).
         lr: Initial learning rate.
         momentum: SGD momentum.
         weight_decay: Weight decay (not applied to gates).
@@ -45,6 +48,7 @@ class MixedDomainClassifier(DomainTask):
         self,
         num_classes: int = 65,
         norm: NormName = "bin",
+        backbone: str = "resnet18",
         weights: WeightsArg = None,
         small_input: bool = False,
         width: int = 64,
@@ -60,8 +64,8 @@ class MixedDomainClassifier(DomainTask):
         if any(m < 0 for m in lr_milestones):
             raise DabinError(f"lr_milestones must be epochs >= 0, got {list(lr_milestones)}")
         self.save_hyperparameters()
-        self.backbone = resnet18(norm=norm, weights=weights, num_classes=num_classes, small_input=small_input,
-                                 width=width)
+        self.backbone = build_backbone(backbone, norm=norm, weights=weights, small_input=small_input, width=width)
+        self.backbone.fc = nn.Linear(self.backbone.num_features, num_classes)  # torchvision's head, our classes
 
     def forward(self, images: Tensor) -> Tensor:
         """Class logits ``(B, num_classes)``."""

@@ -41,6 +41,28 @@ def test_officehome_configs_fast_dev_run(config: str, extra: list[str], names: l
     assert metrics["num_classes"] == 3  # linked from the data
 
 
+def test_officehome_recipe_with_the_published_weights_file(office_tree: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper's DANN recipe, offline, with a file laid out exactly like resnet18-f37072fd.pth."""
+    import torch
+
+    from dabin.testing.weights import write_published_weights
+
+    weights = write_published_weights(tmp_path / "resnet18-f37072fd.pth", seed=3)
+    status, err = run(["fit", "-c", str(OFFICEHOME / "dann.yaml"), "--data.root", str(office_tree.parent),
+                       "--model.weights", str(weights), *TINY, "--trainer.max_steps", "1",
+                       "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+                       "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run")], capsys)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["batch"]["per_device"] == {"source": 4, "target": 4} and metrics["batch"]["devices"] == 1
+    assert metrics["gate_lr"]["of"] == "group"
+    published = torch.load(weights, weights_only=True)
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    # The backbone started from the file: conv weights moved by one small step at most.
+    assert torch.allclose(saved["backbone.layer4.1.conv2.weight"], published["layer4.1.conv2.weight"], atol=1e-2)
+
+
 def test_source_only_is_recorded_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.adaptation", "false", "--model.norm", "bn",
                        "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path)], capsys)
