@@ -94,7 +94,15 @@ class _BatchInstanceNorm(nn.modules.batchnorm._BatchNorm):
             use_batch_stats,
             momentum,
             self.eps,
+            process_group=self._process_group(),
         )
+
+    def _process_group(self) -> Any:
+        """The processes whose batch statistics the BN branch shares (None: this process's batch only).
+
+        The synchronized subclass (:class:`dabin.nn.SyncBatchInstanceNorm`) returns its group.
+        """
+        return None
 
     def extra_repr(self) -> str:
         gate = "learned" if self.learn_gate else f"fixed={self.gate[0].item():g}"

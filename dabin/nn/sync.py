@@ -30,7 +30,6 @@ from pytorch_lightning.plugins.layer_sync import TorchSyncBatchNorm
 from torch import Tensor, nn
 
 from dabin.nn.bin import BatchInstanceNorm1d, BatchInstanceNorm2d, BatchInstanceNorm3d, _BatchInstanceNorm
-from dabin.nn.functional import batch_instance_norm
 
 if TYPE_CHECKING or dist.is_available():  # at run time too, for tools that read the hints
     from torch.distributed import ProcessGroup
@@ -97,43 +96,16 @@ class SyncBatchInstanceNorm(_BatchInstanceNorm):
         if input.dim() < 2:
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
-    def forward(self, input: Tensor) -> Tensor:
-        """Apply eq. (3) with the BN branch's batch statistics pooled over ``process_group``.
+    def _process_group(self) -> ProcessGroup | None:
+        """Pool the BN branch's statistics over ``process_group`` (the world by default) in training.
 
         Every process of the group must call the layer in training mode together (each with a
         non-empty batch); in eval mode nothing is exchanged, so processes may run different
         numbers of evaluation batches, as with :class:`torch.nn.SyncBatchNorm`.
-
-        Args:
-            input: ``(N, C, *S)``; any memory format, any floating dtype (float32 statistics).
-
-        Returns:
-            The normalized tensor, same shape and dtype.
         """
-        self._check_input_dim(input)
-        # Running-statistics bookkeeping mirrors _BatchInstanceNorm.forward (and BatchNorm's).
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked)
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        keep_running = not self.training or self.track_running_stats
-        group = None
         if self.training and dist.is_available() and dist.is_initialized():
-            group = self.process_group if self.process_group is not None else dist.group.WORLD
-        return batch_instance_norm(
-            input,
-            self.running_mean if keep_running else None,
-            self.running_var if keep_running else None,
-            self.weight,
-            self.bias,
-            self.gate,
-            use_batch_stats,
-            momentum,
-            self.eps,
-            process_group=group,
-        )
+            return self.process_group if self.process_group is not None else dist.group.WORLD
+        return None
 
 
 def convert_sync_norm(module: nn.Module, process_group: ProcessGroup | None = None) -> nn.Module:
