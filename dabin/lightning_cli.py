@@ -20,6 +20,7 @@ same command with ``--ckpt_path <run>/checkpoints/last.ckpt`` continues the run.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 from pytorch_lightning.plugins.layer_sync import LayerSync
@@ -49,9 +52,31 @@ from datamodules import DomainDataModule
 __all__ = ["DabinCLI", "main"]
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        # Lightning removes the file here; a resumed (pre-empted) run must keep its first part.
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                self.metrics_keys = list(csv.DictReader(handle).fieldnames or [])
+
+
+class _ResumableCSVLogger(CSVLogger):
+    """A CSV logger whose metrics a resumed run appends to (columns merged as new ones appear)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def _loggers(root: Path) -> list[Logger]:
     # One fixed folder (no version_N): a resumed run appends to the same logs.
-    loggers: list[Logger] = [CSVLogger(root, name="logs", version="")]
+    loggers: list[Logger] = [_ResumableCSVLogger(root, name="logs", version="")]
     if _TENSORBOARD_AVAILABLE:
         loggers.append(TensorBoardLogger(root, name="logs", version="", default_hp_metric=False))
     return loggers

@@ -4,6 +4,7 @@ are written atomically."""
 from __future__ import annotations
 
 import errno
+import csv
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from .conftest import DEMO, REPO
 
 #: The demo's mixed-domain run, small: a 1/8-width ResNet on 32-px digits, ~0.1 s a step on a CPU.
 FIT = [sys.executable, "-m", "dabin", "fit", "-c", str(DEMO / "mixed.yaml"), "--trainer.limit_val_batches", "1",
-       "--trainer.limit_test_batches", "1", "--data.batch_size", "16"]
+       "--trainer.limit_test_batches", "1", "--data.batch_size", "16", "--trainer.log_every_n_steps", "1"]
 
 
 def test_failed_save_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,6 +197,9 @@ def test_preempted_trainer_saves_exits_75_and_resumes(signum: int, extra: list[s
     step = torch.load(last, weights_only=False, map_location="cpu")["global_step"]
     assert 0 < step < 400 and f"at step {step};" in lines[0]
     assert not (root / "metrics.json").exists()  # not tested: a half-trained model has no result
+    log = root / "logs" / "metrics.csv"
+    first = [row for row in csv.DictReader(log.open()) if row.get("train/loss")]
+    assert first and all(int(row["step"]) < step for row in first)  # the first attempt's training curve
 
     resumed = subprocess.run([*FIT, "--trainer.max_steps", str(step + 3), "--trainer.default_root_dir", str(root),
                               "--ckpt_path", str(last)], capture_output=True, text=True, cwd=REPO, timeout=180,
@@ -203,3 +207,8 @@ def test_preempted_trainer_saves_exits_75_and_resumes(signum: int, extra: list[s
     assert resumed.returncode == 0, resumed.stderr
     assert f"training from step {step} to {step + 3}" in resumed.stdout  # continued, not restarted
     assert json.loads((root / "metrics.json").read_text())["steps"] == step + 3
+    rows = list(csv.DictReader(log.open()))
+    # The resumed run appended to the log: the first attempt's rows are all still there.
+    kept = {(row["step"], row["train/loss"]) for row in rows}
+    assert all((row["step"], row["train/loss"]) in kept for row in first)
+    assert any(row.get("test/acc/avg") for row in rows)
