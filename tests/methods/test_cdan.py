@@ -9,24 +9,7 @@ import pytest
 import torch
 
 from dabin.methods import CDANELoss, CDANLoss, StepOutputs
-
-
-def _set_head(head: torch.nn.Sequential, rng: np.random.Generator) -> list[np.ndarray]:
-    arrays = []
-    for layer in (head[0], head[3]):
-        for param in (layer.weight, layer.bias):
-            value = rng.normal(size=tuple(param.shape)).astype(np.float32)
-            with torch.no_grad():
-                param.copy_(torch.from_numpy(value))
-            arrays.append(value.astype(np.float64))
-    return arrays
-
-
-def _outputs(rng: np.random.Generator, n_s: int, n_t: int, d: int, c: int, p: float) -> StepOutputs:
-    def t(*shape: int) -> torch.Tensor:
-        return torch.tensor(rng.normal(size=shape), dtype=torch.float32, requires_grad=True)
-
-    return StepOutputs(t(n_s, d), t(n_t, d), t(n_s, c), t(n_t, c), p)
+from tests.methods.helpers import set_head, step_outputs
 
 
 def _softmax_rows(g: np.ndarray) -> np.ndarray:
@@ -81,8 +64,8 @@ def test_multilinear_loss_matches_hand_computation() -> None:
     loss_fn = CDANLoss(3, 3, hidden_dim=4, dropout=0.0)
     assert not loss_fn.randomized
     assert loss_fn.discriminator[0].in_features == 9
-    w = _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 2, 3, 3, 3, p=0.5)
+    w = set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 2, 3, 3, 3, p=0.5)
     loss, logs = loss_fn(out)
     f, g = _stacked(out)
     labels = [0, 0, 1, 1, 1]
@@ -97,8 +80,8 @@ def test_multilinear_loss_matches_hand_computation() -> None:
 def test_entropy_weights_are_normalized_within_each_domain() -> None:
     rng = np.random.default_rng(1)
     loss_fn = CDANLoss(3, 3, hidden_dim=4, dropout=0.0, entropy=True)
-    w = _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 2, 3, 3, 3, p=0.5)
+    w = set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 2, 3, 3, 3, p=0.5)
     loss, _ = loss_fn(out)
     f, g = _stacked(out)
     p = _softmax_rows(g)
@@ -117,8 +100,8 @@ def test_entropy_loss_equals_the_authors_formula_for_equal_batches() -> None:
     rng = np.random.default_rng(2)
     loss_fn = CDANELoss(3, 3, hidden_dim=4, dropout=0.0)
     assert loss_fn.entropy
-    w = _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 3, 3, 3, 3, p=0.5)
+    w = set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 3, 3, 3, 3, p=0.5)
     loss, _ = loss_fn(out)
     f, g = _stacked(out)
     p = _softmax_rows(g)
@@ -133,8 +116,8 @@ def test_entropy_loss_equals_the_authors_formula_for_equal_batches() -> None:
 def test_features_gradient_is_reversed_and_predictions_are_detached() -> None:
     rng = np.random.default_rng(3)
     loss_fn = CDANLoss(3, 3, hidden_dim=4, dropout=0.0)
-    w = _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 2, 2, 3, 3, p=0.3)
+    w = set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 2, 2, 3, 3, p=0.3)
     loss, logs = loss_fn(out)
     loss.backward()
     lam = 2.0 / (1.0 + math.exp(-3.0)) - 1.0
@@ -157,8 +140,8 @@ def test_features_gradient_is_reversed_and_predictions_are_detached() -> None:
 def test_lambda_is_zero_at_the_start(entropy: bool) -> None:
     rng = np.random.default_rng(4)
     loss_fn = CDANLoss(3, 3, hidden_dim=4, dropout=0.0, entropy=entropy)
-    _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 2, 2, 3, 3, p=0.0)
+    set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 2, 2, 3, 3, p=0.0)
     loss, logs = loss_fn(out)
     loss.backward()
     assert logs["lambda"] == 0.0
@@ -173,8 +156,8 @@ def test_randomized_map_above_the_threshold_matches_hand_computation() -> None:
     assert loss_fn.randomized
     assert tuple(loss_fn.random_f.shape) == (3, 5) and tuple(loss_fn.random_g.shape) == (3, 5)
     assert loss_fn.discriminator[0].in_features == 5
-    w = _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 2, 3, 3, 3, p=1.0)
+    w = set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 2, 3, 3, 3, p=1.0)
     loss, _ = loss_fn(out)
     f, g = _stacked(out)
     p = _softmax_rows(g)
@@ -219,5 +202,5 @@ def test_cdan_e_without_entropy_is_cdan() -> None:
     plain = CDANLoss(3, 3, hidden_dim=4, dropout=0.0)
     other = CDANELoss(3, 3, hidden_dim=4, dropout=0.0, entropy=False)
     other.load_state_dict(plain.state_dict())
-    out = _outputs(rng, 2, 3, 3, 3, p=0.5)
+    out = step_outputs(rng, 2, 3, 3, 3, p=0.5)
     assert plain(out)[0].item() == pytest.approx(other(out)[0].item(), rel=1e-6)

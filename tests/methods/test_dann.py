@@ -9,18 +9,7 @@ import pytest
 import torch
 
 from dabin.methods import DANNLoss, StepOutputs
-
-
-def _set_head(head: torch.nn.Sequential, rng: np.random.Generator) -> list[np.ndarray]:
-    """Give the two Linear layers known weights; return them as float64 arrays (W1, b1, W2, b2)."""
-    arrays = []
-    for layer in (head[0], head[3]):
-        for param in (layer.weight, layer.bias):
-            value = rng.normal(size=tuple(param.shape)).astype(np.float32)
-            with torch.no_grad():
-                param.copy_(torch.from_numpy(value))
-            arrays.append(value.astype(np.float64))
-    return arrays
+from tests.methods.helpers import set_head, step_outputs
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -48,18 +37,11 @@ def _hand_dann(f: np.ndarray, labels: list[int], w: list[np.ndarray]) -> tuple[f
     return loss, dpre @ w1, dz.sum(0)
 
 
-def _outputs(rng: np.random.Generator, n_s: int, n_t: int, d: int, c: int, p: float) -> StepOutputs:
-    def t(*shape: int) -> torch.Tensor:
-        return torch.tensor(rng.normal(size=shape), dtype=torch.float32, requires_grad=True)
-
-    return StepOutputs(t(n_s, d), t(n_t, d), t(n_s, c), t(n_t, c), p)
-
-
 def test_loss_matches_hand_computation_and_logs() -> None:
     rng = np.random.default_rng(0)
     loss_fn = DANNLoss(3, 3, hidden_dim=4, dropout=0.0)
-    w = _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 2, 3, 3, 3, p=0.5)
+    w = set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 2, 3, 3, 3, p=0.5)
     loss, logs = loss_fn(out)
     f = np.concatenate([out.features_s.detach().numpy(), out.features_t.detach().numpy()]).astype(np.float64)
     labels = [0, 0, 1, 1, 1]
@@ -75,8 +57,8 @@ def test_loss_matches_hand_computation_and_logs() -> None:
 def test_features_gradient_is_reversed_and_scaled_by_lambda() -> None:
     rng = np.random.default_rng(1)
     loss_fn = DANNLoss(3, 3, hidden_dim=4, dropout=0.0, lambda_gamma=10.0, lambda_max=0.7)
-    w = _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 3, 3, 3, 3, p=0.2)
+    w = set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 3, 3, 3, 3, p=0.2)
     loss, logs = loss_fn(out)
     loss.backward()
     lam = 0.7 * (2.0 / (1.0 + math.exp(-2.0)) - 1.0)
@@ -93,8 +75,8 @@ def test_features_gradient_is_reversed_and_scaled_by_lambda() -> None:
 def test_lambda_is_zero_at_the_start() -> None:
     rng = np.random.default_rng(2)
     loss_fn = DANNLoss(3, 3, hidden_dim=4, dropout=0.0)
-    _set_head(loss_fn.discriminator, rng)
-    out = _outputs(rng, 2, 2, 3, 3, p=0.0)
+    set_head(loss_fn.discriminator, rng)
+    out = step_outputs(rng, 2, 2, 3, 3, p=0.0)
     loss, logs = loss_fn(out)
     loss.backward()
     assert logs["lambda"] == 0.0

@@ -10,24 +10,7 @@ import torch
 
 from dabin.methods import MDDLoss, StepOutputs
 from dabin.methods.mdd import log_one_minus_softmax
-
-
-def _set_head(head: torch.nn.Sequential, rng: np.random.Generator) -> list[np.ndarray]:
-    arrays = []
-    for layer in (head[0], head[3]):
-        for param in (layer.weight, layer.bias):
-            value = rng.normal(size=tuple(param.shape)).astype(np.float32)
-            with torch.no_grad():
-                param.copy_(torch.from_numpy(value))
-            arrays.append(value.astype(np.float64))
-    return arrays
-
-
-def _outputs(rng: np.random.Generator, n_s: int, n_t: int, d: int, c: int, p: float) -> StepOutputs:
-    def t(*shape: int) -> torch.Tensor:
-        return torch.tensor(rng.normal(size=shape), dtype=torch.float32, requires_grad=True)
-
-    return StepOutputs(t(n_s, d), t(n_t, d), t(n_s, c), t(n_t, c), p)
+from tests.methods.helpers import set_head, step_outputs
 
 
 def _hand_mdd(out: StepOutputs, w: list[np.ndarray], margin: float) -> tuple[float, np.ndarray, np.ndarray]:
@@ -60,8 +43,8 @@ def _hand_mdd(out: StepOutputs, w: list[np.ndarray], margin: float) -> tuple[flo
 def test_loss_matches_hand_computation() -> None:
     rng = np.random.default_rng(0)
     loss_fn = MDDLoss(3, 3, hidden_dim=4, dropout=0.0, margin=4.0)
-    w = _set_head(loss_fn.adversarial_head, rng)
-    out = _outputs(rng, 2, 3, 3, 3, p=0.5)
+    w = set_head(loss_fn.adversarial_head, rng)
+    out = step_outputs(rng, 2, 3, 3, 3, p=0.5)
     loss, logs = loss_fn(out)
     expected, _, _ = _hand_mdd(out, w, 4.0)
     assert loss.shape == ()
@@ -73,8 +56,8 @@ def test_gradient_signs() -> None:
     """The head descends the loss; the features get its gradient reversed and scaled by λ_p."""
     rng = np.random.default_rng(1)
     loss_fn = MDDLoss(3, 3, hidden_dim=4, dropout=0.0, margin=2.0, lambda_max=0.5)
-    w = _set_head(loss_fn.adversarial_head, rng)
-    out = _outputs(rng, 3, 3, 3, 3, p=0.25)
+    w = set_head(loss_fn.adversarial_head, rng)
+    out = step_outputs(rng, 3, 3, 3, 3, p=0.25)
     loss, logs = loss_fn(out)
     loss.backward()
     lam = 0.5 * (2.0 / (1.0 + math.exp(-2.5)) - 1.0)
@@ -90,8 +73,8 @@ def test_gradient_signs() -> None:
 def test_a_descent_step_lowers_the_loss_for_the_head_and_raises_it_for_the_features() -> None:
     rng = np.random.default_rng(2)
     loss_fn = MDDLoss(3, 3, hidden_dim=4, dropout=0.0)
-    _set_head(loss_fn.adversarial_head, rng)
-    out = _outputs(rng, 3, 3, 3, 3, p=1.0)
+    set_head(loss_fn.adversarial_head, rng)
+    out = step_outputs(rng, 3, 3, 3, 3, p=1.0)
     loss, _ = loss_fn(out)
     loss.backward()
     with torch.no_grad():
@@ -106,8 +89,8 @@ def test_a_descent_step_lowers_the_loss_for_the_head_and_raises_it_for_the_featu
 def test_lambda_is_zero_at_the_start() -> None:
     rng = np.random.default_rng(3)
     loss_fn = MDDLoss(3, 3, hidden_dim=4, dropout=0.0)
-    _set_head(loss_fn.adversarial_head, rng)
-    out = _outputs(rng, 2, 2, 3, 3, p=0.0)
+    set_head(loss_fn.adversarial_head, rng)
+    out = step_outputs(rng, 2, 2, 3, 3, p=0.0)
     loss, logs = loss_fn(out)
     loss.backward()
     assert logs["lambda"] == 0.0
