@@ -1,17 +1,21 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Files written whole or not at all, and checkpoints checked before they are trusted.
+
+Atomic writes: a reader sees the old file or the new one, never half of either.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from dabin.errors import DabinError
 
-__all__ = ["WriteError", "atomic_open", "atomic_write_text"]
+__all__ = ["WriteError", "atomic_open", "atomic_write_text", "checkpoint_problem"]
 
 
 class WriteError(DabinError):
@@ -76,3 +80,20 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def checkpoint_problem(path: Path) -> str:
+    """Why ``path`` is not a readable torch checkpoint ("" if it is one).
+
+    A torch checkpoint is a zip archive: reading every member and checking its CRC catches a
+    truncated or overwritten file without importing torch (the sweep runs without it).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not any(name.endswith("data.pkl") for name in names):
+                return "not a torch checkpoint (no data.pkl)"
+            bad = archive.testzip()
+            return f"member {bad} is damaged" if bad else ""
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"

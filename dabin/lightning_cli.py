@@ -44,6 +44,7 @@ from pytorch_lightning.plugins.layer_sync import LayerSync
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from dabin.errors import EXIT_PREEMPTED, DabinError
+from dabin.io import checkpoint_problem
 from dabin.nn import SyncNorm
 from dabin.tasks import DomainTask, RunSummary, progress_callback
 from dabin.tasks.checkpoints import AtomicCheckpointIO, Preemption
@@ -170,6 +171,29 @@ class DabinCLI(LightningCLI):
         except Exception:  # noqa: BLE001 - the summary must not fail a finished run over a dump
             return {}
 
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before Lightning reads the model's hyper-parameters from it.
+
+        A checkpoint to resume or evaluate from must be readable: a torn one (disk full, node lost
+        while writing) is one line naming it, instead of torch's unpickler error.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt is not None and ckpt not in _LIGHTNING_CKPT_NAMES:
+            self._check_ckpt_path(str(ckpt))
+        super()._parse_ckpt_path()
+
+    @staticmethod
+    def _check_ckpt_path(ckpt: str) -> None:
+        """Raise a one-line :class:`DabinError` if ``ckpt`` is not a readable checkpoint file."""
+        path = Path(ckpt).expanduser()
+        if not path.is_file():
+            raise DabinError(f"--ckpt_path {ckpt}: no such checkpoint file")
+        problem = checkpoint_problem(path)
+        if problem:
+            raise DabinError(f"--ckpt_path {ckpt} cannot be read ({problem}); give another checkpoint, or none to "
+                             "start afresh")
+
     def after_fit(self) -> None:
         """Test the final model (the model-selection rule: last checkpoint, no target labels).
 
@@ -196,6 +220,9 @@ def _plugins(config: dict[str, Any]) -> list[Any]:
         added.append(AtomicCheckpointIO())
     return [*plugins, *added] if added else plugins
 
+
+#: ``ckpt_path`` values Lightning resolves itself (not files).
+_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
 
 #: Lightning's package loggers, whose handlers print its info lines ("Seed set to 0", "GPU available").
 _LIGHTNING_LOGGERS = ("lightning_fabric", "pytorch_lightning")

@@ -28,13 +28,12 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from dabin.errors import EXIT_PREEMPTED
-from dabin.io import WriteError, atomic_write_text
+from dabin.io import WriteError, atomic_write_text, checkpoint_problem
 from dabin.sweep.spec import METHODS, SweepSpec, format_task
 
 __all__ = [
@@ -44,7 +43,6 @@ __all__ = [
     "Outcome",
     "RunState",
     "RunningJob",
-    "checkpoint_problem",
     "expand_jobs",
     "job_command",
     "run_state",
@@ -361,23 +359,6 @@ class RunningJob:
 
 #: Suffix given to a checkpoint that cannot be read, so it is kept for a look but never resumed from.
 UNREADABLE_SUFFIX = ".unreadable"
-
-
-def checkpoint_problem(path: Path) -> str:
-    """Why ``path`` is not a readable torch checkpoint ("" if it is one).
-
-    A torch checkpoint is a zip archive: reading every member and checking its CRC catches a
-    truncated or overwritten file without importing torch (the sweep runs without it).
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if not any(name.endswith("data.pkl") for name in names):
-                return "not a torch checkpoint (no data.pkl)"
-            bad = archive.testzip()
-            return f"member {bad} is damaged" if bad else ""
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
-        return f"{type(error).__name__}: {error}"
 
 
 def _resume_checkpoint(run_dir: Path, state: RunState, warn: Callable[[str], None]) -> Path | None:

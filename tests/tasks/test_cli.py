@@ -162,3 +162,24 @@ def test_run_records_batch_and_gate_rate(tmp_path: Path, capsys: pytest.CaptureF
     assert metrics["batch"]["effective"] == {"source": 64, "target": 64} and metrics["batch"]["devices"] == 1
     # lr 0.05, backbone from scratch at 1x: with "base" the gates run at 10 x 0.05 whatever their group.
     assert metrics["gate_lr"] == {"mult": 10.0, "of": "base", "initial_lr": [0.5]}
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def test_unreadable_ckpt_path_is_one_line(damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A torn checkpoint (disk full, node lost while writing) is named in one line, not torch's unpickler error."""
+    status, err = run(["fit", "-c", str(DEMO / "mixed.yaml"), "--trainer.max_steps", "2", "--trainer.limit_val_batches",
+                       "1", "--trainer.limit_test_batches", "1", "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    bad = tmp_path / "bad.ckpt"
+    if damage == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        bad.write_bytes(b"not a checkpoint" * 64)
+    status, err = run(["fit", "-c", str(DEMO / "mixed.yaml"), "--trainer.max_steps", "3",
+                       "--trainer.default_root_dir", str(tmp_path / "again"), "--ckpt_path", str(bad)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
+    expected = "no such checkpoint file" if damage == "missing" else "cannot be read"
+    assert lines[0].startswith(f"dabin: error: --ckpt_path {bad}") and expected in lines[0]
