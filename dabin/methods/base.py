@@ -16,6 +16,7 @@ they train at the heads' learning rate. Source-only is "no adaptation loss".
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -30,7 +31,8 @@ class StepOutputs:
         features_s: Source bottleneck features ``(B_s, D)``.
         features_t: Target bottleneck features ``(B_t, D)``.
         logits_s: Source class logits ``(B_s, C)``.
-        logits_t: Target class logits ``(B_t, C)`` (target labels are never used).
+        logits_t: Target class logits ``(B_t, C)`` (target labels are never used); empty ``(0, C)``
+            for a method whose ``uses_target_logits`` is False (the classifier is not run on them).
         progress: Training progress ``p`` in [0, 1].
     """
 
@@ -53,10 +55,24 @@ class AdaptationLoss(nn.Module):
         num_classes: ``C``.
     """
 
+    #: Whether :meth:`forward` reads ``logits_t``; a method that does not (DANN, DAN) spares the
+    #: classifier a pass over the target batch, and its dropout draws stay those of source-only.
+    uses_target_logits: ClassVar[bool] = True
+
     def __init__(self, features_dim: int, num_classes: int) -> None:
         super().__init__()
         self.features_dim = features_dim
         self.num_classes = num_classes
+
+    @property
+    def method_name(self) -> str:
+        """The name runs record: the registry's name of this class, else its class path."""
+        from dabin.methods.registry import METHODS  # the registry imports every method module
+
+        for name, cls in METHODS.items():
+            if cls is type(self):
+                return name
+        return f"{type(self).__module__}.{type(self).__qualname__}"
 
     def forward(self, outputs: StepOutputs) -> tuple[Tensor, dict[str, Tensor | float]]:
         """The adaptation loss of one step and what to log."""

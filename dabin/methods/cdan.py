@@ -122,6 +122,11 @@ class CDANLoss(AdaptationLoss):
             return projected_f * projected_p / math.sqrt(self.random_f.shape[1])
         return (probs.unsqueeze(2) * features.unsqueeze(1)).flatten(1)
 
+    @property
+    def method_name(self) -> str:
+        """``cdan_e`` with entropy conditioning (whichever class was built), else ``cdan``."""
+        return "cdan_e" if self.entropy else "cdan"
+
     def forward(self, outputs: StepOutputs) -> tuple[Tensor, dict[str, Tensor | float]]:
         """The conditional domain loss of one step (see the class docstring), ``domain_acc`` and ``lambda``."""
         lam = self.current_lambda(outputs.progress)

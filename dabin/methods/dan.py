@@ -59,6 +59,8 @@ class DANLoss(AdaptationLoss):
         trade_off: Weight of the loss (1, the library's default).
     """
 
+    uses_target_logits = False
+
     def __init__(self, features_dim: int, num_classes: int, *,
                  kernel_mults: Sequence[float] = (0.125, 0.25, 0.5, 1.0, 2.0), trade_off: float = 1.0) -> None:
         super().__init__(features_dim, num_classes)

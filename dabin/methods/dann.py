@@ -106,6 +106,8 @@ class DANNLoss(AdaptationLoss):
         lambda_max: Final ``λ`` (1, the paper's).
     """
 
+    uses_target_logits = False
+
     def __init__(self, features_dim: int, num_classes: int, *, hidden_dim: int = 1024, dropout: float = 0.5,
                  lambda_gamma: float = 10.0, lambda_max: float = 1.0) -> None:
         super().__init__(features_dim, num_classes)

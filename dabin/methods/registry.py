@@ -26,14 +26,15 @@ from dabin.methods.dan import DANLoss
 from dabin.methods.dann import DANNLoss
 from dabin.methods.mcc import MCCLoss
 from dabin.methods.mdd import MDDLoss
+from dabin.methods.names import TRANSFER_METHODS
 
 __all__ = ["METHODS", "build_method", "method_names"]
 
 #: Method name → loss class, or None where the method adds no loss (``source_only``, ``adabn``).
 METHODS: dict[str, type[AdaptationLoss] | None] = {
     "source_only": None,
-    "adabn": None,
     "dann": DANNLoss,
+    "adabn": None,
     "cdan": CDANLoss,
     "cdan_e": CDANELoss,
     "mcc": MCCLoss,
@@ -41,6 +42,10 @@ METHODS: dict[str, type[AdaptationLoss] | None] = {
     "dan": DANLoss,
     "bnm": BNMLoss,
 }
+
+
+if tuple(METHODS) != TRANSFER_METHODS:  # pragma: no cover - a registry line without its name, or the reverse
+    raise ImportError(f"dabin.methods.names.TRANSFER_METHODS {TRANSFER_METHODS} and the registry {tuple(METHODS)} differ")
 
 
 def method_names() -> tuple[str, ...]:

@@ -13,7 +13,8 @@ from dabin.report.tables import Average, Cell, MixedTable, TransferTable
 
 __all__ = ["Figures", "method_label", "norm_label", "render_report"]
 
-_METHODS = {"dann": "DANN", "source_only": "Source only", "mixed": "Mixed"}
+_METHODS = {"dann": "DANN", "source_only": "Source only", "mixed": "Mixed", "adabn": "AdaBN", "cdan": "CDAN",
+            "cdan_e": "CDAN+E", "mcc": "MCC", "mdd": "MDD", "dan": "DAN", "bnm": "BNM"}
 #: Runs listed by name per status before the list is cut to a count.
 _LIST_AT_MOST = 20
 _PAPER_SUBSET = (" The sweep has only some of the paper's {what}: the paper's Avg here is its mean over this "

@@ -13,6 +13,7 @@ import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
+from dabin.methods.names import TRANSFER_METHODS
 from dabin.report.inputs import Run, Sweep, plain_domain, task_order
 from dabin.report.paper import PAPER_TABLE3, PAPER_TABLE4
 from dabin.report.stats import MeanCI, mean_ci
@@ -22,7 +23,7 @@ __all__ = ["Average", "Cell", "MixedTable", "TransferTable", "average", "mixed_t
            "transfer_table"]
 
 #: Column order: the baseline beside the adapted model, BN beside BIN.
-_METHOD_ORDER = ("source_only", "dann")
+_METHOD_ORDER = TRANSFER_METHODS
 _NORM_ORDER = ("bn", "bin", "in", "bnin")
 
 

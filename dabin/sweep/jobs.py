@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from dabin.errors import EXIT_PREEMPTED
 from dabin.io import WriteError, atomic_write_text, checkpoint_problem
+from dabin.methods.names import TRANSFER_METHODS
 from dabin.sweep.spec import METHODS, SweepSpec, format_task
 
 __all__ = [
@@ -51,8 +52,9 @@ __all__ = [
 
 #: The training command; a spec's ``command`` or the DABIN_SWEEP_COMMAND variable replace it.
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "dabin", "fit")
-#: Arguments a method adds to its config (source-only = the DANN model without adaptation).
-_METHOD_ARGS: dict[str, tuple[str, ...]] = {"source_only": ("--model.adaptation", "false")}
+#: Arguments a method adds to its config: every transfer method but DANN (the config's own) names itself.
+_METHOD_ARGS: dict[str, tuple[str, ...]] = {method: ("--model.method", method) for method in TRANSFER_METHODS
+                                            if method != "dann"}
 RunState = Literal["done", "failed", "incomplete", "missing"]
 #: Seconds a terminated trainer gets to save its checkpoint and exit before it is killed.
 _GRACE_S = 60.0

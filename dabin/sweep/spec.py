@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from dabin.errors import DabinError
+from dabin.methods.names import TRANSFER_METHODS
 
 __all__ = [
     "AXES",
@@ -46,13 +47,14 @@ __all__ = [
 ]
 
 #: method -> kind of experiment: "transfer" (source -> target tasks) or "mixed" (k folds).
-METHODS: dict[str, str] = {"dann": "transfer", "source_only": "transfer", "mixed": "mixed"}
+METHODS: dict[str, str] = {**dict.fromkeys(TRANSFER_METHODS, "transfer"), "mixed": "mixed"}
 AXES: tuple[str, ...] = ("methods", "norms", "tasks", "seeds", "folds")
 DATASETS: tuple[str, ...] = ("embedded", "officehome")
 _KEYS = ("name", "dataset", "domains", "out", "configs", "axes", "extra", "workers", "command", "slurm")
-#: Method whose config a method borrows when the spec gives it none (source-only is DANN without the
-#: adversarial branch, so sharing the config keeps the two comparable by construction).
-_CONFIG_FALLBACK = {"source_only": "dann"}
+#: Method whose config a method borrows when the spec gives it none: every transfer method runs in
+#: the DANN harness (same backbone, bottleneck, heads and schedule; source-only adds no loss), so
+#: sharing its config keeps them comparable by construction.
+_CONFIG_FALLBACK = {method: "dann" for method in TRANSFER_METHODS if method != "dann"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,9 @@ class DomainTask(pl.LightningModule):
             :func:`~dabin.nn.bin_param_groups` for why ``"group"`` is the default.
     """
 
+    #: The method's name as runs record it (``mixed``, or a transfer method's registry name).
+    method_name: str
+
     def __init__(self, num_classes: int, lr: float, momentum: float, weight_decay: float,
                  gate_lr_mult: float, gate_lr_base: GateLrBase) -> None:
         super().__init__()

@@ -24,7 +24,8 @@ images pass through the network and the domain branch is unused.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +33,18 @@ from torch import Tensor, nn
 
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
-from dabin.nn import GateLrBase, GradientReversal, NormName, check_norm, recalibrate_norm_stats
+from dabin.methods import METHODS, AdaptationLoss, StepOutputs, build_method
+from dabin.nn import GateLrBase, NormName, check_norm, recalibrate_norm_stats
 from dabin.tasks.base import Batch, DomainTask
-from dabin.tasks.schedules import dann_lambda, dann_lr_factor, progress
+from dabin.tasks.schedules import dann_lr_factor, progress
 
-__all__ = ["DANN"]
+__all__ = ["DANN", "MethodFactory", "MethodName"]
+
+#: An adaptation method by registry name (:data:`dabin.methods.METHODS`), with its paper's defaults.
+MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+#: A loss class with options (``--model.method CDANLoss --model.method.entropy true``); the module
+#: calls it with its feature width and class count.
+MethodFactory = Callable[[int, int], AdaptationLoss]
 
 
 def _mlp(in_features: int, hidden: int, out_features: int, dropout: float) -> nn.Sequential:
@@ -45,7 +53,12 @@ def _mlp(in_features: int, hidden: int, out_features: int, dropout: float) -> nn
 
 
 class DANN(DomainTask):
-    """DANN (or, with ``adaptation=False``, the source-only baseline) on a ResNet-18 backbone.
+    """The transfer module: DANN's harness (backbone, bottleneck, classifier, schedules) with any method.
+
+    ``method`` picks the adaptation loss added to the source classification loss (:mod:`dabin.methods`):
+    ``dann`` (the default, the paper's), ``cdan``, ``cdan_e``, ``mcc``, ``mdd``, ``dan``, ``bnm``;
+    ``source_only`` adds none (only source images pass); ``adabn`` trains as source-only and
+    re-estimates the normalization statistics on the unlabelled target images before testing.
 
     Args:
         num_classes: Number of classes (linked from the data module by the CLI).
@@ -56,10 +69,10 @@ class DANN(DomainTask):
         weights: None (random init), a torchvision weights name (``IMAGENET1K_V1``) or a state dict file.
         small_input: 3×3 stride-1 stem without max-pool, for tiny (e.g. 32-px) images.
         width: Channels of the backbone's first stage (64 is the standard ResNet-18; resnet18 only).
-        adaptation: Train the domain classifier through the gradient reversal layer (DANN); False
-            gives the source-only baseline in the same harness.
+        adaptation: The older switch: False is ``method: source_only`` (kept so existing configs and
+            checkpoints work); True leaves ``method`` in charge.
         bottleneck_dim: Width of the bottleneck feature ``z``.
-        hidden_dim: Hidden width of the label predictor and the domain classifier.
+        hidden_dim: Hidden width of the label predictor (and of DANN's domain classifier).
         dropout: Dropout of the two heads' hidden layers.
         lr: ``μ₀``, the learning rate of the layers trained from scratch.
         momentum: SGD momentum.
@@ -72,10 +85,14 @@ class DANN(DomainTask):
             ``weights`` (the author's rule), 1 when training from scratch.
         lr_alpha: ``α`` of ``μ_p = μ₀ / (1 + α p)^β``.
         lr_beta: ``β`` of the same.
-        lambda_gamma: ``γ`` of ``λ_p = 2 / (1 + exp(−γ p)) − 1``.
-        lambda_max: Final value of ``λ`` (1 in the paper).
+        lambda_gamma: ``γ`` of DANN's ``λ_p = 2 / (1 + exp(−γ p)) − 1``.
+        lambda_max: Final value of DANN's ``λ`` (1 in the paper).
         target_norm_stats: Before testing, re-estimate the running statistics of every BatchNorm/BIN
             layer on the unlabelled target train split (AdaBN); uses no target label. Off in the paper.
+        method: A name of :data:`dabin.methods.METHODS` (its paper's defaults; DANN takes this
+            module's ``hidden_dim``, ``dropout``, ``lambda_gamma``, ``lambda_max``), or a loss class
+            with options (``--model.method CDANLoss --model.method.entropy true``). None: from
+            ``adaptation``. Recorded in ``metrics.json`` by name.
     """
 
     def __init__(
@@ -101,20 +118,36 @@ class DANN(DomainTask):
         lambda_gamma: float = 10.0,
         lambda_max: float = 1.0,
         target_norm_stats: bool = False,
+        method: MethodName | MethodFactory | None = None,
     ) -> None:
         super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
         check_norm(norm)
         if not 0.0 <= dropout < 1.0:
             raise DabinError(f"dropout must be in [0, 1), got {dropout}")
-        self.save_hyperparameters()
+        if method is None:
+            method = "dann" if adaptation else "source_only"
+        elif not adaptation and method != "source_only":
+            raise DabinError(f"adaptation: false (the older spelling of method: source_only) contradicts method "
+                             f"{method if isinstance(method, str) else 'given by class'}; drop adaptation")
+        self.save_hyperparameters(ignore=["method"])
         self.backbone = build_backbone(backbone, norm=norm, weights=weights, small_input=small_input, width=width)
         # BatchNorm keeps the bottleneck centred, so the reversed gradient cannot push every ReLU
         # input below zero and silence both heads (the Transfer-Learning-Library's bottleneck too).
         self.bottleneck = nn.Sequential(nn.Linear(self.backbone.num_features, bottleneck_dim),
                                         nn.BatchNorm1d(bottleneck_dim), nn.ReLU(inplace=True))
         self.classifier = _mlp(bottleneck_dim, hidden_dim, num_classes, dropout)
-        self.grl = GradientReversal(0.0)
-        self.domain_classifier = _mlp(bottleneck_dim, hidden_dim, 2, dropout)
+        if isinstance(method, str):
+            # DANN keeps this module's own head and schedule options (its recipe); the others take
+            # their papers' defaults, or their options through a class (see MethodFactory).
+            options = ({"hidden_dim": hidden_dim, "dropout": dropout, "lambda_gamma": lambda_gamma,
+                        "lambda_max": lambda_max} if method == "dann" else {})
+            self.adaptation_loss = build_method(method, bottleneck_dim, num_classes, **options)
+            self.method_name = method
+        else:
+            self.adaptation_loss = method(bottleneck_dim, num_classes)
+            self.method_name = self.adaptation_loss.method_name
+        # Recorded by name (a class path for a loss of one's own), so a checkpoint rebuilds the method.
+        self.hparams["method"] = self.method_name
         self.backbone_lr_mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if weights else 1.0)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -124,13 +157,15 @@ class DANN(DomainTask):
     def param_groups(self) -> list[dict[str, Any]]:
         """The backbone at ``backbone_lr_mult × lr``; bottleneck and heads at ``lr``."""
         lr = self.hparams.lr
-        heads = [p for m in (self.bottleneck, self.classifier, self.domain_classifier) for p in m.parameters()]
+        heads = [p for m in (self.bottleneck, self.classifier) for p in m.parameters()]
+        if self.adaptation_loss is not None:  # a discriminator, an adversarial head: trained like heads
+            heads += list(self.adaptation_loss.parameters())
         return [{"params": list(self.backbone.parameters()), "lr": lr * self.backbone_lr_mult},
                 {"params": heads, "lr": lr}]
 
     def batch_composition(self, batch_size: int) -> dict[str, int]:
         """``batch_size`` source and as many target images per step (source only: no target)."""
-        if not self.hparams.adaptation:
+        if self.adaptation_loss is None:
             return {"source": batch_size}
         return {"source": batch_size, "target": batch_size}
 
@@ -139,42 +174,52 @@ class DANN(DomainTask):
         total = self.total_steps if self._trainer is not None else 0
         return dann_lr_factor(progress(step, total), self.hparams.lr_alpha, self.hparams.lr_beta)
 
-    def current_lambda(self) -> float:
-        """``λ_p`` at the trainer's current step."""
-        return dann_lambda(progress(self.global_step, self.total_steps), self.hparams.lambda_gamma,
-                           self.hparams.lambda_max)
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read checkpoints of the DANN module before the methods became loss modules.
+
+        Their domain classifier was ``domain_classifier.*`` and their λ a ``grl.coeff`` buffer; it is
+        now the DANN loss's ``discriminator`` and λ follows the trainer's progress.
+        """
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("domain_classifier.") or k == "grl.coeff"]:
+            value = state.pop(key)
+            if key.startswith("domain_classifier."):
+                state["adaptation_loss.discriminator." + key[len("domain_classifier."):]] = value
 
     def on_test_start(self) -> None:
-        """With ``target_norm_stats``, replace the norm layers' statistics by the target's (AdaBN)."""
+        """With ``target_norm_stats`` or method ``adabn``, replace the norm layers' statistics by the target's."""
         datamodule = self.trainer.datamodule
-        if self.hparams.target_norm_stats and datamodule is not None and hasattr(datamodule, "target_dataloader"):
+        recalibrate = self.hparams.target_norm_stats or self.method_name == "adabn"
+        if recalibrate and datamodule is not None and hasattr(datamodule, "target_dataloader"):
             recalibrate_norm_stats(self, (images for images, *_ in datamodule.target_dataloader()), self.device)
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
-        """One DANN step on ``{"source": (x, y, d), "target": (x, y, d)}`` (target labels unused)."""
+        """One step on ``{"source": (x, y, d), "target": (x, y, d)}`` (target labels unused).
+
+        Source and target pass through the network as one batch (the normalization layers see both
+        domains); the adaptation loss gets the step's features and logits split by domain.
+        """
         source_images, source_labels, _ = batch["source"]
-        if not self.hparams.adaptation:
+        if self.adaptation_loss is None:  # source_only, adabn
             logits = self(source_images)
             loss = F.cross_entropy(logits, source_labels)
             self.check_finite(loss)
             self._log_train(loss, loss, logits, source_labels)
             return loss
         target_images = batch["target"][0]
-        lam = self.current_lambda()
-        self.grl.set_coeff(lam)
         features = self.bottleneck(self.backbone(torch.cat([source_images, target_images])))
         n_source = source_images.shape[0]
         logits = self.classifier(features[:n_source])
         class_loss = F.cross_entropy(logits, source_labels)
-        domain_logits = self.domain_classifier(self.grl(features))
-        domain_labels = torch.cat([torch.zeros(n_source, dtype=torch.long, device=features.device),
-                                   torch.ones(target_images.shape[0], dtype=torch.long, device=features.device)])
-        domain_loss = F.cross_entropy(domain_logits, domain_labels)
-        loss = class_loss + domain_loss
+        logits_t = (self.classifier(features[n_source:]) if self.adaptation_loss.uses_target_logits
+                    else logits.new_empty((0, logits.shape[1])))
+        step = StepOutputs(features[:n_source], features[n_source:], logits, logits_t,
+                           progress(self.global_step, self.total_steps))
+        adaptation, logs = self.adaptation_loss(step)
+        loss = class_loss + adaptation
         self.check_finite(loss)
-        domain_accuracy = (domain_logits.argmax(1) == domain_labels).float().mean() * 100
         self._log_train(loss, class_loss, logits, source_labels)
-        self.log_dict({"train/domain_loss": domain_loss, "train/domain_acc": domain_accuracy, "train/lambda": lam})
+        self.log_dict({"train/adapt_loss": adaptation, **{f"train/{k}": v for k, v in logs.items()}})
         return loss
 
     def _log_train(self, loss: Tensor, class_loss: Tensor, logits: Tensor, labels: Tensor) -> None:

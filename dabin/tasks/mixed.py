@@ -44,6 +44,8 @@ class MixedDomainClassifier(DomainTask):
         lr_milestones: Epochs after which the rate is divided by 10.
     """
 
+    method_name = "mixed"
+
     def __init__(
         self,
         num_classes: int = 65,

@@ -38,13 +38,6 @@ __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
 MODEL_SELECTION = "last checkpoint (no selection on target labels)"
 
 
-def _method(model: pl.LightningModule) -> str:
-    adaptation = getattr(model.hparams, "adaptation", None)
-    if adaptation is None:
-        return "mixed"
-    return "dann" if adaptation else "source_only"
-
-
 def batch_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any] | None:
     """The batch one optimizer step sees: per device × devices × accumulation (None if unknown).
 
@@ -106,7 +99,7 @@ class RunSummary(pl.Callback):
             "test": results,
             "average": sum(accuracies) / len(accuracies) if all(map(math.isfinite, accuracies)) else math.nan,
             "model_selection": MODEL_SELECTION,
-            "method": _method(pl_module),
+            "method": pl_module.method_name if isinstance(pl_module, DomainTask) else None,
             "norm": getattr(pl_module.hparams, "norm", None),
             "num_classes": getattr(pl_module, "num_classes", None),
             "source": getattr(datamodule, "source_name", None),

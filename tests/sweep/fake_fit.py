@@ -24,7 +24,7 @@ from pathlib import Path
 parser = argparse.ArgumentParser()
 parser.add_argument("-c", "--config", required=True)
 parser.add_argument("--model.norm", dest="norm", required=True)
-parser.add_argument("--model.adaptation", dest="adaptation", default="true")
+parser.add_argument("--model.method", dest="method", default="dann")
 parser.add_argument("--data.source", dest="source")
 parser.add_argument("--data.target", dest="target")
 parser.add_argument("--data.fold", dest="fold", type=int)
@@ -72,7 +72,7 @@ domains = [args.target] if args.source else args.domains.split(",")
 test = {d: {"accuracy": accuracy(d), "n": 50} for d in domains}
 if os.environ.get("FAKE_FIT_NAN", "\0") in place:
     test[domains[0]]["accuracy"] = float("nan")
-method = "mixed" if args.fold is not None else ("dann" if args.adaptation == "true" else "source_only")
+method = "mixed" if args.fold is not None else args.method
 metrics = {"test": test, "average": sum(v["accuracy"] for v in test.values()) / len(test),
            "model_selection": "last checkpoint (no target labels)", "method": method, "norm": args.norm,
            "source": args.source, "target": args.target, "fold": args.fold, "seed": args.seed, "steps": 3,

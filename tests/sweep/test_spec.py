@@ -15,7 +15,7 @@ def test_tiny_spec_parsed(tmp_path):
     assert spec.name == "tiny" and spec.dataset == "custom" and spec.domains == ("Aa", "Bb", "Cc")
     assert spec.methods == ("dann", "source_only", "mixed") and spec.norms == ("bn", "bin")
     assert spec.tasks == (("Aa", "Bb"), ("Bb", "Cc")) and spec.seeds == (0, 1) and spec.folds == (0, 1)
-    # Source-only borrows the DANN config: the two differ only by the adaptation switch.
+    # Source-only borrows the DANN config: the two differ only by the method (no adaptation loss).
     assert spec.configs == {"dann": "dann.yaml", "source_only": "dann.yaml", "mixed": "mixed.yaml"}
     assert spec.out == tmp_path / "out"
     jobs = expand_jobs(spec)
@@ -24,7 +24,7 @@ def test_tiny_spec_parsed(tmp_path):
                                            "dann bin Aa→Bb seed 0"]
     source_only = next(j for j in jobs if j.method == "source_only")
     command = job_command(source_only, tmp_path / "run", base=["fit"])
-    assert command[:2] == ["fit", "-c"] and command[command.index("--model.adaptation") + 1] == "false"
+    assert command[:2] == ["fit", "-c"] and command[command.index("--model.method") + 1] == "source_only"
     assert command[command.index("--data.source") + 1] == "Aa" and "--data.fold" not in command
     mixed = next(j for j in jobs if j.method == "mixed")
     assert job_command(mixed, tmp_path / "run", base=["fit"])[-6:] == [

@@ -183,3 +183,45 @@ def test_unreadable_ckpt_path_is_one_line(damage: str, tmp_path: Path, capsys: p
     assert status == 2 and len(lines) == 1 and "Traceback" not in err, err
     expected = "no such checkpoint file" if damage == "missing" else "cannot be read"
     assert lines[0].startswith(f"dabin: error: --ckpt_path {bad}") and expected in lines[0]
+
+
+@pytest.mark.parametrize("method", ["source_only", "adabn", "cdan", "cdan_e", "mcc", "mdd", "dan", "bnm"])
+def test_every_method_trains_from_the_cli(method: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.method", method, "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["config"]["model"]["init_args"]["method"] == method
+    assert metrics["batch"]["per_device"] == ({"source": 32} if method in ("source_only", "adabn")
+                                              else {"source": 32, "target": 32})
+
+
+def test_method_with_options_by_class_and_contradictions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.method", "CDANLoss",
+                       "--model.method.entropy", "true", "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    assert json.loads((tmp_path / "metrics.json").read_text())["method"] == "cdan_e"  # CDAN with entropy is CDAN+E
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.method", "cdan", "--model.adaptation", "false",
+                       "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path / "x")], capsys)
+    assert status == 2 and "adaptation: false" in err and len(err.strip().splitlines()) == 1
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.method", "cdann", "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path / "y")], capsys)
+    assert status == 2 and "model.method" in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_of_the_older_dann_module_loads(tmp_path: Path) -> None:
+    """Before the methods became loss modules, DANN's domain classifier and λ had other names."""
+    import torch
+
+    from dabin.tasks import DANN
+
+    model = DANN(num_classes=4, norm="bn", small_input=True, width=8, bottleneck_dim=16, hidden_dim=8)
+    state = {k.replace("adaptation_loss.discriminator.", "domain_classifier."): v for k, v in model.state_dict().items()}
+    state["grl.coeff"] = torch.tensor(0.5)
+    hparams = {k: v for k, v in model.hparams.items() if k != "method"}
+    torch.save({"state_dict": state, "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"},
+               tmp_path / "old.ckpt")
+    loaded = DANN.load_from_checkpoint(tmp_path / "old.ckpt")
+    assert loaded.method_name == "dann"
+    assert torch.equal(loaded.adaptation_loss.discriminator[0].weight, model.adaptation_loss.discriminator[0].weight)

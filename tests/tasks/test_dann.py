@@ -39,7 +39,7 @@ class Record(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
         lr = trainer.optimizers[0].param_groups[-1]["lr"]
-        self.seen[trainer.global_step] = (pl_module.grl.coeff.item(), lr)
+        self.seen[trainer.global_step] = (float(trainer.callback_metrics["train/lambda"]), lr)
         if trainer.global_step == self.stop_at:
             trainer.save_checkpoint(self.path)
             trainer.should_stop = True
@@ -99,7 +99,7 @@ def test_source_only_never_sees_target_images(office_tree: Path, tmp_path: Path)
     model.backbone.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
     _trainer(tmp_path, 2, []).fit(model, datamodule=_data(office_tree))
     assert seen == [4, 4]  # source batches only; DANN would pass 4 + 4
-    assert model.grl.coeff.item() == 0.0
+    assert model.adaptation_loss is None and model.method_name == "source_only"
 
 
 def test_param_groups_pretrained_backbone_at_a_tenth_and_gates_at_ten_times(tmp_path: Path) -> None:
@@ -113,6 +113,6 @@ def test_param_groups_pretrained_backbone_at_a_tenth_and_gates_at_ten_times(tmp_
     gates = sum(p.numel() for n, p in model.named_parameters() if n.endswith("gate"))
     assert by_size[(0.002, 1e-3)] == sum(p.numel() for p in model.backbone.parameters()) - gates
     assert by_size[(0.02, 0.0)] == gates  # backbone gates: 10 x (lr / 10), no decay
-    heads = sum(p.numel() for m in (model.bottleneck, model.classifier, model.domain_classifier)
+    heads = sum(p.numel() for m in (model.bottleneck, model.classifier, model.adaptation_loss)
                 for p in m.parameters())
     assert by_size[(0.02, 1e-3)] == heads
