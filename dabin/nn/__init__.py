@@ -3,6 +3,7 @@ synchronized BIN for multi-process training."""
 
 from dabin.nn import compiled
 from dabin.nn.bin import BatchInstanceNorm1d, BatchInstanceNorm2d, BatchInstanceNorm3d
+from dabin.nn.domain_stats import add_domain_stats, target_stats
 from dabin.nn.convert import NORMS, NormName, check_norm, convert_layer, convert_norm, norm_layer
 from dabin.nn.functional import batch_instance_norm
 from dabin.nn.gates import GATE_LR_BASES, GateClamp, GateLrBase, bin_param_groups, clamp_gates_, gate_parameters
@@ -23,6 +24,7 @@ __all__ = [
     "batch_instance_norm",
     "GATE_LR_BASES",
     "GateLrBase",
+    "add_domain_stats",
     "bin_param_groups",
     "compiled",
     "check_norm",
@@ -35,4 +37,5 @@ __all__ = [
     "norm_layer",
     "recalibrate_norm_stats",
     "revert_sync_norm",
+    "target_stats",
 ]

@@ -222,6 +222,11 @@ def _share_state(source: nn.modules.batchnorm._BatchNorm, target: nn.Module) -> 
         target.running_mean = source.running_mean
         target.running_var = source.running_var
         target.num_batches_tracked = source.num_batches_tracked
+    # Buffers added beside BatchNorm's own (e.g. per-domain statistics, dabin.nn.domain_stats)
+    # travel too, with their persistence.
+    for name, buffer in source._buffers.items():
+        if name not in target._buffers and name != "gate" and buffer is not None:
+            target.register_buffer(name, buffer, persistent=name not in source._non_persistent_buffers_set)
     if hasattr(source, "qconfig"):
         target.qconfig = source.qconfig
     target.train(source.training)

@@ -59,6 +59,8 @@ class Run:
         model_selection: The checkpoint-selection rule the run recorded ("" if none).
         batch: The batch one optimizer step saw, e.g. ``32+32 on 1 device`` ("" if not recorded).
         gate_lr: The BIN gates' learning rate rule, e.g. ``10× group rate`` ("" if none).
+        domain_stats: How the domains shared normalization statistics (``joint``, ``separate``,
+            ``domain_specific``; "" if not recorded).
     """
 
     key: str
@@ -75,6 +77,7 @@ class Run:
     model_selection: str
     batch: str = ""
     gate_lr: str = ""
+    domain_stats: str = ""
 
     @property
     def transfer(self) -> bool:
@@ -168,7 +171,7 @@ def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
                   target=head["target"], seed=int(head["seed"]), fold=int(head["fold"]) if head["fold"] else None,
                   status=head["status"], reason=head.get("reason", ""), accuracy=accuracy,
                   model_selection=entry["selection"], batch=head.get("batch") or "",
-                  gate_lr=head.get("gate_lr") or "")
+                  gate_lr=head.get("gate_lr") or "", domain_stats=head.get("domain_stats") or "")
         if run.status == "ok" and run.transfer and run.target_accuracy() is None:
             raise DabinError(f"{path}: line {run.line}: ok run {key!r} ({run.method} {run.norm} {run.task} seed "
                              f"{run.seed}) has no row for its target domain {run.target!r}")

@@ -98,6 +98,9 @@ def _header(sweep: Sweep) -> list[str]:
         f"{_recorded(sweep.runs, lambda run: run.batch)}",
         f"- BIN gate learning rate (the paper's ×10; `group`: of the gate's own layer group, `base`: of the "
         f"base rate): {_recorded([r for r in sweep.runs if r.norm == 'bin'], lambda run: run.gate_lr)}",
+        f"- Normalization statistics across domains (`joint`: one batch of source and target; `separate`: a pass "
+        f"each; `domain_specific`: per-domain running statistics): "
+        f"{_recorded([r for r in sweep.runs if r.transfer], lambda run: run.domain_stats)}",
         "- Cells: mean ± half-width of the 95% Student-t interval, t(0.975, n−1) · s / √n, over n independent "
         "replicates: the seeds in Table 4; the folds in Table 3, each fold's seeds averaged first (all seeds "
         "share one 5-fold partition, so runs of one fold share their test images and are not independent). "

@@ -50,6 +50,8 @@ class DomainTask(pl.LightningModule):
 
     #: The method's name as runs record it (``mixed``, or a transfer method's registry name).
     method_name: str
+    #: How the domains share normalization statistics (``joint``: one batch of all domains).
+    domain_stats: str = "joint"
 
     def __init__(self, num_classes: int, lr: float, momentum: float, weight_decay: float,
                  gate_lr_mult: float, gate_lr_base: GateLrBase) -> None:

@@ -24,8 +24,9 @@ images pass through the network and the domain branch is unused.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -34,14 +35,17 @@ from torch import Tensor, nn
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
 from dabin.methods import METHODS, AdaptationLoss, StepOutputs, build_method
-from dabin.nn import GateLrBase, NormName, check_norm, recalibrate_norm_stats
+from dabin.nn import GateLrBase, NormName, add_domain_stats, check_norm, recalibrate_norm_stats, target_stats
 from dabin.tasks.base import Batch, DomainTask
 from dabin.tasks.schedules import dann_lr_factor, progress
+from datamodules import TransferDataModule
 
-__all__ = ["DANN", "MethodFactory", "MethodName"]
+__all__ = ["DANN", "DomainStats", "MethodFactory", "MethodName"]
 
 #: An adaptation method by registry name (:data:`dabin.methods.METHODS`), with its paper's defaults.
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+#: How source and target pass through the normalization layers (see :class:`DANN`).
+DomainStats = Literal["joint", "separate", "domain_specific"]
 #: A loss class with options (``--model.method CDANLoss --model.method.entropy true``); the module
 #: calls it with its feature width and class count.
 MethodFactory = Callable[[int, int], AdaptationLoss]
@@ -93,6 +97,12 @@ class DANN(DomainTask):
             module's ``hidden_dim``, ``dropout``, ``lambda_gamma``, ``lambda_max``), or a loss class
             with options (``--model.method CDANLoss --model.method.entropy true``). None: from
             ``adaptation``. Recorded in ``metrics.json`` by name.
+        domain_stats: How source and target pass through the normalization layers: ``joint`` (one
+            concatenated batch, as Ganin's code and the Transfer-Learning-Library do; the default),
+            ``separate`` (a pass per domain, each normalized by its own batch statistics, as Dassl
+            and pytorch-adapt do) or ``domain_specific`` (separate passes, and each domain keeps its
+            own running statistics, DSBN-style: the target's are used to test on the target).
+            Affine weights and BIN gates are shared in every case.
     """
 
     def __init__(
@@ -119,6 +129,7 @@ class DANN(DomainTask):
         lambda_max: float = 1.0,
         target_norm_stats: bool = False,
         method: MethodName | MethodFactory | None = None,
+        domain_stats: DomainStats = "joint",
     ) -> None:
         super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
         check_norm(norm)
@@ -148,6 +159,17 @@ class DANN(DomainTask):
             self.method_name = self.adaptation_loss.method_name
         # Recorded by name (a class path for a loss of one's own), so a checkpoint rebuilds the method.
         self.hparams["method"] = self.method_name
+        if domain_stats not in get_args(DomainStats):
+            raise DabinError(f"unknown domain_stats {domain_stats!r}; expected one of {', '.join(get_args(DomainStats))}")
+        if domain_stats != "joint" and self.adaptation_loss is None:
+            raise DabinError(f"domain_stats {domain_stats} needs target batches in training; method "
+                             f"{self.method_name} passes none (use joint)")
+        if domain_stats == "domain_specific" and target_norm_stats:
+            raise DabinError("target_norm_stats re-estimates the statistics that domain_stats domain_specific already "
+                             "keeps per domain; use one or the other")
+        self.domain_stats = domain_stats
+        if domain_stats == "domain_specific":
+            add_domain_stats(self)  # every norm layer, the bottleneck's too
         self.backbone_lr_mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if weights else 1.0)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -193,6 +215,14 @@ class DANN(DomainTask):
         if recalibrate and datamodule is not None and hasattr(datamodule, "target_dataloader"):
             recalibrate_norm_stats(self, (images for images, *_ in datamodule.target_dataloader()), self.device)
 
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Evaluate; with ``domain_specific`` statistics, the target's sets use the target's."""
+        name = self._names("test")[dataloader_idx] if dataloader_idx < len(self._names("test")) else ""
+        datamodule = self.trainer.datamodule
+        target = isinstance(datamodule, TransferDataModule) and name.split("/", 1)[0] == datamodule.target_name
+        with target_stats(self) if self.domain_stats == "domain_specific" and target else contextlib.nullcontext():
+            super().test_step(batch, batch_idx, dataloader_idx)
+
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
         """One step on ``{"source": (x, y, d), "target": (x, y, d)}`` (target labels unused).
 
@@ -207,8 +237,16 @@ class DANN(DomainTask):
             self._log_train(loss, loss, logits, source_labels)
             return loss
         target_images = batch["target"][0]
-        features = self.bottleneck(self.backbone(torch.cat([source_images, target_images])))
         n_source = source_images.shape[0]
+        if self.domain_stats == "joint":
+            features = self.bottleneck(self.backbone(torch.cat([source_images, target_images])))
+        else:
+            # Two passes: each domain's batch normalized by its own batch statistics; with
+            # domain_specific, the target's also kept in (and evaluated with) its own running ones.
+            features_s = self.bottleneck(self.backbone(source_images))
+            with target_stats(self) if self.domain_stats == "domain_specific" else contextlib.nullcontext():
+                features_t = self.bottleneck(self.backbone(target_images))
+            features = torch.cat([features_s, features_t])
         logits = self.classifier(features[:n_source])
         class_loss = F.cross_entropy(logits, source_labels)
         logits_t = (self.classifier(features[n_source:]) if self.adaptation_loss.uses_target_logits

@@ -100,6 +100,7 @@ class RunSummary(pl.Callback):
             "average": sum(accuracies) / len(accuracies) if all(map(math.isfinite, accuracies)) else math.nan,
             "model_selection": MODEL_SELECTION,
             "method": pl_module.method_name if isinstance(pl_module, DomainTask) else None,
+            "domain_stats": pl_module.domain_stats if isinstance(pl_module, DomainTask) else None,
             "norm": getattr(pl_module.hparams, "norm", None),
             "num_classes": getattr(pl_module, "num_classes", None),
             "source": getattr(datamodule, "source_name", None),

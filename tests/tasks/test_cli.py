@@ -225,3 +225,10 @@ def test_checkpoint_of_the_older_dann_module_loads(tmp_path: Path) -> None:
     loaded = DANN.load_from_checkpoint(tmp_path / "old.ckpt")
     assert loaded.method_name == "dann"
     assert torch.equal(loaded.adaptation_loss.discriminator[0].weight, model.adaptation_loss.discriminator[0].weight)
+
+
+def test_domain_stats_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.domain_stats", "domain_specific",
+                       "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    assert json.loads((tmp_path / "metrics.json").read_text())["domain_stats"] == "domain_specific"

@@ -116,3 +116,50 @@ def test_param_groups_pretrained_backbone_at_a_tenth_and_gates_at_ten_times(tmp_
     heads = sum(p.numel() for m in (model.bottleneck, model.classifier, model.adaptation_loss)
                 for p in m.parameters())
     assert by_size[(0.02, 1e-3)] == heads
+
+
+@pytest.mark.parametrize("domain_stats", ["joint", "separate", "domain_specific"])
+def test_domain_statistics_passes(domain_stats: str, office_tree: Path, tmp_path: Path) -> None:
+    model = _model(domain_stats=domain_stats)
+    seen: list[int] = []
+    model.backbone.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    pl.seed_everything(0)
+    _trainer(tmp_path, 2, []).fit(model, datamodule=_data(office_tree))
+    # joint: one batch of 4 + 4 per step; separate and domain_specific: a pass per domain.
+    assert seen == ([8, 8] if domain_stats == "joint" else [4, 4, 4, 4])
+    layer = model.backbone.bn1
+    if domain_stats == "domain_specific":
+        assert int(layer.num_batches_tracked) == int(layer.target_num_batches_tracked) == 2
+        assert not torch.equal(layer.running_mean, layer.target_running_mean)
+        torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                    "pytorch-lightning_version": pl.__version__}, tmp_path / "m.ckpt")
+        reloaded = DANN.load_from_checkpoint(tmp_path / "m.ckpt")  # the target's statistics are saved too
+        assert torch.equal(reloaded.backbone.bn1.target_running_mean, layer.target_running_mean)
+    else:
+        assert not hasattr(layer, "target_running_mean")
+
+
+def test_domain_specific_statistics_are_used_on_the_target_test_set(office_tree: Path, tmp_path: Path) -> None:
+    model = _model(domain_stats="domain_specific")
+    pl.seed_everything(0)
+    trainer = _trainer(tmp_path, 2, [])
+    trainer.fit(model, datamodule=_data(office_tree))
+    used: list[bool] = []
+    layer = model.backbone.bn1
+    target_mean = layer.target_running_mean
+    layer.register_forward_pre_hook(lambda module, inputs: used.append(module.running_mean is target_mean))
+    trainer.test(model, datamodule=_data(office_tree), verbose=False)
+    assert used and all(used)  # the target's test split, with the target's statistics
+    assert layer.target_running_mean is target_mean  # swapped back afterwards
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"domain_stats": "domain_specific", "method": "source_only"}, "needs target batches"),
+    ({"domain_stats": "domain_specific", "target_norm_stats": True}, "use one or the other"),
+    ({"domain_stats": "dsbn"}, "unknown domain_stats 'dsbn'"),
+])
+def test_domain_statistics_contradictions(overrides: dict[str, Any], message: str) -> None:
+    from dabin.errors import DabinError
+
+    with pytest.raises(DabinError, match=message):
+        _model(**overrides)
