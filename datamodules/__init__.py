@@ -13,8 +13,7 @@ Each dataset item is ``(image: Tensor[3, H, W] float, label: int, domain: int)``
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dabin.lazy import lazy_exports
 
 # Imported on first use (PEP 562): `dabin report` and `dabin sweep` need the naming helpers, not torch.
 _EXPORTS: dict[str, str] = {
@@ -51,14 +50,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

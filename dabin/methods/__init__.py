@@ -8,9 +8,7 @@ alone (:data:`TRANSFER_METHODS`, for the sweep) come without torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dabin.lazy import lazy_exports
 from dabin.methods.names import TRANSFER_METHODS
 
 #: name -> submodule that defines it.
@@ -31,14 +29,4 @@ _EXPORTS = {
 
 __all__ = sorted([*_EXPORTS, "TRANSFER_METHODS"])
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

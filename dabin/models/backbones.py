@@ -11,7 +11,6 @@ the width of the features it fed is discovered, so heads can be built on any bac
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -19,7 +18,7 @@ import torchvision
 from torch import nn
 
 from dabin.errors import DabinError
-from dabin.models.resnet import WeightsArg, load_weights, resnet18
+from dabin.models.resnet import WeightsArg, is_weights_file, load_weights, resnet18
 from dabin.nn import NormName, check_norm, convert_norm, norm_layer
 
 __all__ = ["RESNETS", "build_backbone"]
@@ -60,23 +59,15 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
         model: nn.Module = torchvision.models.get_model(name, weights=None, norm_layer=norm_layer(norm))
     else:
         model = _from_class_path(name)
-        if weights is not None and not _is_file_like(weights):
+        if weights is not None and not is_weights_file(weights):
             raise DabinError(f"weights {str(weights)!r}: a model given by class path takes a weights file")
     if small_input:
         _small_stem(model, name)
-    if weights is not None:
-        if small_input:
-            warnings.warn(f"not loading conv1.weight from {str(weights)!r}: the small-input stem has another shape",
-                          stacklevel=2)
+    if weights is not None:  # load_weights warns about a stem it cannot fill
         load_weights(model, weights, skip=("conv1.weight",) if small_input else (), arch=name)
     if name not in RESNETS:
         convert_norm(model, norm)  # torchvision builders took the norm layer already
     return _features_only(model, name)
-
-
-def _is_file_like(weights: WeightsArg) -> bool:
-    text = str(weights)
-    return "/" in text or text.endswith((".pth", ".pt", ".ckpt", ".bin"))
 
 
 def _from_class_path(path: str) -> nn.Module:

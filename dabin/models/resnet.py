@@ -14,7 +14,7 @@ from torchvision.models.resnet import BasicBlock
 from dabin.errors import DabinError
 from dabin.nn import NormName, check_norm, norm_layer
 
-__all__ = ["WeightsArg", "load_weights", "resnet18"]
+__all__ = ["WeightsArg", "is_weights_file", "load_weights", "resnet18"]
 
 #: How messages name an architecture.
 _ARCH_NAMES = {"resnet18": "ResNet-18"}
@@ -146,11 +146,18 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tup
     model.load_state_dict(state, strict=False)
 
 
+def is_weights_file(weights: str | os.PathLike[str]) -> bool:
+    """Whether ``weights`` names a file (an existing path, or one that looks like a path) rather than a
+    torchvision weights name."""
+    text = os.fspath(weights)
+    path = Path(text).expanduser()
+    return path.exists() or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt", ".bin")
+
+
 def _read_state_dict(weights: str | os.PathLike[str], arch: str = "resnet18") -> Mapping[str, Tensor]:
     text = os.fspath(weights)
     path = Path(text).expanduser()
-    looks_like_path = path.exists() or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt", ".bin")
-    if looks_like_path:
+    if is_weights_file(weights):
         if not path.is_file():
             raise DabinError(f"weights file not found: {text!r}")
         try:

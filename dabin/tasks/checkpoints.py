@@ -86,13 +86,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_block_in_children, after_in_parent=_unblock_in_parent)
 
 
-def _file_mode() -> int:
-    # mkstemp creates 0600 files; a checkpoint gets the permissions any new file would get.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """:class:`~lightning_fabric.plugins.io.torch_io.TorchCheckpointIO` that never leaves a torn file.
 
@@ -114,9 +107,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         target = Path(path)
-        mode = target.stat().st_mode & 0o777 if target.exists() else _file_mode()
-        with atomic_open(target, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
+        with atomic_open(target, "wb") as handle:  # the replaced file's mode, else umask's
             torch.save(checkpoint, handle)
         _fsync_folder(target.parent)
 

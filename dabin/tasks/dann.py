@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
-from dabin.methods import METHODS, AdaptationLoss, StepOutputs, build_method
+from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_method
 from dabin.nn import GateLrBase, NormName, add_domain_stats, check_norm, recalibrate_norm_stats, target_stats
 from dabin.tasks.base import Batch, DomainTask
 from dabin.tasks.schedules import dann_lr_factor, progress
@@ -43,7 +43,7 @@ from datamodules import TransferDataModule
 __all__ = ["DANN", "DomainStats", "MethodFactory", "MethodName"]
 
 #: An adaptation method by registry name (:data:`dabin.methods.METHODS`), with its paper's defaults.
-MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+MethodName = Literal[TRANSFER_METHODS]  # type: ignore[valid-type]
 #: How source and target pass through the normalization layers (see :class:`DANN`).
 DomainStats = Literal["joint", "separate", "domain_specific"]
 #: A loss class with options (``--model.method CDANLoss --model.method.entropy true``); the module
