@@ -19,7 +19,6 @@ same command with ``--ckpt_path <run>/checkpoints/last.ckpt`` continues the run.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
@@ -27,7 +26,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +92,7 @@ class DabinCLI(LightningCLI):
     def __init__(self, args: Sequence[str]) -> None:
         #: Pre-emption signals are handled for the whole command (building, fit, test); after it,
         #: ``preemption.stopped`` says whether a signal cut the run short.
+        self._logs = _HeldLogs()
         self.preemption = Preemption()
         with self.preemption.handling():
             try:
@@ -149,13 +149,14 @@ class DabinCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a value they refuse is one line naming it, not a traceback."""
+        built = False
         try:
-            with _held_logs():
-                super().instantiate_classes()
-                # Lightning accepts it and then divides by it when it counts the run's steps.
-                if self.trainer.accumulate_grad_batches < 1:
-                    raise DabinError(f"trainer.accumulate_grad_batches must be at least 1, got "
-                                     f"{self.trainer.accumulate_grad_batches}")
+            super().instantiate_classes()
+            # Lightning accepts it and then divides by it when it counts the run's steps.
+            if self.trainer.accumulate_grad_batches < 1:
+                raise DabinError(f"trainer.accumulate_grad_batches must be at least 1, got "
+                                 f"{self.trainer.accumulate_grad_batches}")
+            built = True
         except DabinError:
             raise
         except (ValueError, TypeError, MisconfigurationException) as error:
@@ -164,6 +165,13 @@ class DabinCLI(LightningCLI):
             # Raised while building from a config that parsed (e.g. --trainer.max_steps -5,
             # --trainer.devices 3 on a 2-GPU machine): the value is the user's, so is the fix.
             raise DabinError(_first_line(error)) from None
+        finally:
+            self._logs.finish(emit=built)
+
+    def _set_seed(self) -> None:
+        """Seed, holding Lightning's info lines from here until the classes are built."""
+        self._logs.start()
+        super()._set_seed()
 
     def _config_dict(self) -> dict[str, Any]:
         try:
@@ -242,22 +250,27 @@ class _Hold(logging.Filter):
         return False
 
 
-@contextlib.contextmanager
-def _held_logs() -> Iterator[None]:
-    """Hold Lightning's info lines while the classes are built: printed if that succeeds, dropped if a
-    bad value stops it, so the user's error is the only line."""
-    held = [(handler, _Hold()) for name in _LIGHTNING_LOGGERS for handler in logging.getLogger(name).handlers]
-    for handler, hold in held:
-        handler.addFilter(hold)
-    ok = False
-    try:
-        yield
-        ok = True
-    finally:
-        for handler, hold in held:
+class _HeldLogs:
+    """Lightning's info lines ("Seed set to 0", "GPU available"), held from seeding until the classes
+    are built: printed if that succeeds, dropped if a bad value stops it, so the error is the only line."""
+
+    def __init__(self) -> None:
+        self._held: list[tuple[logging.Handler, _Hold]] = []
+
+    def start(self) -> None:
+        """Hold from now on."""
+        self._held = [(handler, _Hold()) for name in _LIGHTNING_LOGGERS
+                      for handler in logging.getLogger(name).handlers]
+        for handler, hold in self._held:
+            handler.addFilter(hold)
+
+    def finish(self, emit: bool) -> None:
+        """Stop holding; print what was held if ``emit``."""
+        for handler, hold in self._held:
             handler.removeFilter(hold)
-            for record in hold.records if ok else ():
+            for record in hold.records if emit else ():
                 handler.handle(record)
+        self._held = []
 
 
 def _first_line(error: BaseException) -> str:

@@ -53,6 +53,9 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
     check_norm(norm)
     if name == "resnet18":
         return resnet18(norm=norm, weights=weights, num_classes=0, small_input=small_input, width=width)
+    if name not in RESNETS and "." not in name:
+        raise DabinError(f"unknown backbone {name!r}; expected one of {', '.join(RESNETS)} or a class path "
+                         "(package.module.Class)")
     if width != 64:
         raise DabinError(f"width={width} is only for resnet18; {name} has its published widths")
     if name in RESNETS:
@@ -72,9 +75,6 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
 
 def _from_class_path(path: str) -> nn.Module:
     module_name, _, class_name = path.rpartition(".")
-    if not module_name:
-        raise DabinError(f"unknown backbone {path!r}; expected one of {', '.join(RESNETS)} or a class path "
-                         "(package.module.Class)")
     try:
         factory: Callable[[], object] = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as error:

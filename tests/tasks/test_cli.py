@@ -232,3 +232,16 @@ def test_domain_stats_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str
                        "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path)], capsys)
     assert status == 0, err
     assert json.loads((tmp_path / "metrics.json").read_text())["domain_stats"] == "domain_specific"
+
+
+def test_model_error_is_the_only_line_a_user_sees(tmp_path: Path) -> None:
+    """Lightning's own info lines ("Seed set to 0", "GPU available") are held until the model is built."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "dabin", "fit", "-c", str(DEMO / "dann.yaml"), "--model.backbone",
+                             "resnet9000", "--trainer.default_root_dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("dabin: error: unknown backbone 'resnet9000'")
