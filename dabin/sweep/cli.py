@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{axis}", help=f"only these {axis}, comma-separated (e.g. {example})")
     parser.add_argument("--workers", type=int, help="jobs at a time (default: the spec's `workers`)")
     parser.add_argument("--launcher", default="local", choices=tuple(LAUNCHERS), help="where jobs run")
+    parser.add_argument("--process-per-run", action="store_true",
+                        help="start a fresh trainer process for every run; by default the local launcher runs "
+                             "`dabin fit` jobs one after another in one long-lived process per worker, which "
+                             "saves the seconds of imports and kernel loading per run and computes the same")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs and which are done; run nothing")
     parser.add_argument("--retries", type=int, default=1,
                         help="times a failed run is tried again in this sweep (default 1)")
@@ -190,7 +194,7 @@ def main(argv: Sequence[str]) -> int:
     workers = args.workers if args.workers is not None else spec.workers
     if workers < 1:
         raise DabinError(f"--workers must be at least 1, got {workers}")
-    launcher = make_launcher(args.launcher, workers, out, spec.slurm)
+    launcher = make_launcher(args.launcher, workers, out, spec.slurm, process_per_run=args.process_per_run)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -11,6 +11,9 @@ DomainBed), so a rerun of the sweep finds the runs it already has. The folder ho
     failed         marker holding the one-line reason of the last failure
 
 Only ``done`` makes a run finished: a run killed after writing metrics.json is still redone.
+
+A run is a fresh ``python -m dabin fit`` subprocess (:class:`RunningJob`), or a job of a long-lived
+:class:`Worker` process that runs ``dabin fit`` in-process (:class:`WorkerJob`); both end the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -44,20 +48,28 @@ __all__ = [
     "Outcome",
     "RunState",
     "RunningJob",
+    "Worker",
+    "WorkerJob",
     "expand_jobs",
     "job_command",
     "run_state",
     "start_job",
 ]
 
+#: The ``dabin`` command; what follows it in a training command is what a :class:`Worker` runs.
+_DABIN: tuple[str, ...] = (sys.executable, "-m", "dabin")
 #: The training command; a spec's ``command`` or the DABIN_SWEEP_COMMAND variable replace it.
-DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "dabin", "fit")
+DEFAULT_COMMAND: tuple[str, ...] = (*_DABIN, "fit")
 #: Arguments a method adds to its config: every transfer method but DANN (the config's own) names itself.
 _METHOD_ARGS: dict[str, tuple[str, ...]] = {method: ("--model.method", method) for method in TRANSFER_METHODS
                                             if method != "dann"}
 RunState = Literal["done", "failed", "incomplete", "missing"]
 #: Seconds a terminated trainer gets to save its checkpoint and exit before it is killed.
 _GRACE_S = 60.0
+#: Seconds a worker whose request pipe was closed gets to exit before it is killed.
+_CLOSE_S = 30.0
+#: Seconds between two looks at a worker that has not answered yet.
+_POLL_S = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +292,43 @@ def check_metrics(run_dir: Path, expected: Sequence[str] = ()) -> tuple[float | 
     return (float(average) if isinstance(average, (int, float)) else sum(values) / len(values)), ""
 
 
+def _outcome(job: Job, run_dir: Path, code: int, seconds: float) -> Outcome:
+    """What a trainer's exit status and run folder say about the run; records ``done`` or ``failed``.
+
+    Args:
+        job: The job.
+        run_dir: Its folder.
+        code: The trainer's exit status (negative: killed by that signal).
+        seconds: Wall time of the attempt.
+    """
+    if code == 0:
+        accuracy, problem = check_metrics(run_dir, [job.target] if job.target else [])
+        if not problem:
+            atomic_write_text(run_dir / "done", json.dumps({"seconds": round(seconds, 1),
+                                                            "finished": time.time()}) + "\n")
+            return Outcome(job, run_dir, "ok", accuracy=accuracy, seconds=seconds)
+        reason = problem
+    else:
+        log = run_dir / "log.txt"
+        disk_full = _disk_full_line(log)
+        # A trainer killed by a pre-emption signal before it could handle it (still starting up)
+        # is pre-empted all the same: its last checkpoint, if any, is good.
+        preempted = code == EXIT_PREEMPTED or code in (-signal.SIGTERM, -signal.SIGUSR1)
+        if preempted or disk_full:
+            # Not the run's fault: leave it incomplete, so the next attempt resumes it from its
+            # checkpoint, and do not count it as a failure.
+            (run_dir / "metrics.json").unlink(missing_ok=True)
+            reason = disk_full or ("pre-empted (checkpoint saved)" if code == EXIT_PREEMPTED else
+                                   f"pre-empted by signal {-code} before training started")
+            return Outcome(job, run_dir, "interrupted", reason=reason, seconds=seconds, fault=disk_full)
+        if code < 0:
+            reason = f"killed by signal {-code} ({_last_error_line(log)})"
+        else:
+            reason = f"exit status {code}: {_last_error_line(log)}"
+    atomic_write_text(run_dir / "failed", reason + "\n")
+    return Outcome(job, run_dir, "failed", reason=reason, seconds=seconds)
+
+
 # Looked up once in the parent: the child must not load libraries between fork and exec.
 _PRCTL = getattr(ctypes.CDLL(None), "prctl", None) if sys.platform == "linux" else None
 
@@ -306,37 +355,14 @@ class RunningJob:
         return self.process.poll()
 
     def finish(self) -> Outcome:
-        """Record the ended process' result in the run folder (``done`` or ``failed`` marker)."""
-        code = self.process.wait()
+        """Record the ended trainer's result in the run folder (``done`` or ``failed`` marker)."""
+        code = self._status()
         self._log.close()
-        seconds = time.monotonic() - self.started
-        if code == 0:
-            accuracy, problem = check_metrics(self.run_dir, [self.job.target] if self.job.target else [])
-            if not problem:
-                atomic_write_text(self.run_dir / "done", json.dumps({"seconds": round(seconds, 1),
-                                                                      "finished": time.time()}) + "\n")
-                return Outcome(self.job, self.run_dir, "ok", accuracy=accuracy, seconds=seconds)
-            reason = problem
-        else:
-            log = self.run_dir / "log.txt"
-            disk_full = _disk_full_line(log)
-            # A trainer killed by a pre-emption signal before it could handle it (still starting up)
-            # is pre-empted all the same: its last checkpoint, if any, is good.
-            preempted = code == EXIT_PREEMPTED or code in (-signal.SIGTERM, -signal.SIGUSR1)
-            if preempted or disk_full:
-                # Not the run's fault: leave it incomplete, so the next attempt resumes it from its
-                # checkpoint, and do not count it as a failure.
-                (self.run_dir / "metrics.json").unlink(missing_ok=True)
-                reason = disk_full or ("pre-empted (checkpoint saved)" if code == EXIT_PREEMPTED else
-                                       f"pre-empted by signal {-code} before training started")
-                return Outcome(self.job, self.run_dir, "interrupted", reason=reason, seconds=seconds,
-                               fault=disk_full)
-            if code < 0:
-                reason = f"killed by signal {-code} ({_last_error_line(log)})"
-            else:
-                reason = f"exit status {code}: {_last_error_line(log)}"
-        atomic_write_text(self.run_dir / "failed", reason + "\n")
-        return Outcome(self.job, self.run_dir, "failed", reason=reason, seconds=seconds)
+        return _outcome(self.job, self.run_dir, code, time.monotonic() - self.started)
+
+    def _status(self) -> int:
+        """The ended trainer's exit status."""
+        return self.process.wait()
 
     def terminate(self) -> Outcome:
         """Stop the trainer (and its data-loader workers) and leave the run incomplete for a rerun."""
@@ -357,6 +383,117 @@ class RunningJob:
         # A trainer stopped by the sweep may still have written metrics; they must not count.
         (self.run_dir / "metrics.json").unlink(missing_ok=True)
         return Outcome(self.job, self.run_dir, "interrupted", seconds=time.monotonic() - self.started)
+
+
+class Worker:
+    """A long-lived ``python -m dabin.sweep.worker`` that runs ``dabin fit`` jobs one after another.
+
+    It pays the imports (torch, Lightning, the compiled BIN kernels) once instead of once per run
+    and puts the process-wide state a run changes back between runs (see :mod:`dabin.sweep.worker`).
+    It exits after a job that did not succeed (the next job gets a fresh worker), when its request
+    pipe is closed (:meth:`close`), and with the sweep.
+
+    Args:
+        env: Extra environment variables (the slot's threads and GPUs) of every job it runs.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        requests_end, self._requests = os.pipe()
+        self._results, results_end = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dabin.sweep.worker", str(requests_end), str(results_end)],
+                # Run output goes to each run's log (the worker redirects it); stderr stays the sweep's for
+                # a fault of the worker itself, outside any run.
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(requests_end, results_end),
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                # As a trainer's (see start_job): its own session, and it dies with the sweep.
+                start_new_session=True, preexec_fn=_die_with_parent if _PRCTL is not None else None,
+            )
+        except BaseException:
+            os.close(self._requests)
+            os.close(self._results)
+            raise
+        finally:
+            os.close(requests_end)
+            os.close(results_end)
+        os.set_blocking(self._results, False)
+        self._answer = b""
+        self._exiting = False
+
+    @property
+    def usable(self) -> bool:
+        """Whether it can take another job (it is alive and did not say it is exiting)."""
+        return not self._exiting and self.process.poll() is None
+
+    def send(self, argv: Sequence[str], log: Path) -> None:
+        """Start a job: ``dabin ARGV`` with its output appended to ``log``."""
+        try:
+            os.write(self._requests, (json.dumps({"argv": list(argv), "log": str(log)}) + "\n").encode())
+        except BrokenPipeError:
+            # It died while idle (killed, out of memory): status() reports its exit status as the job's.
+            self._exiting = True
+
+    def status(self) -> int | None:
+        """The running job's exit status once it ended, else None.
+
+        A worker that died without answering (killed by a signal) gives its own exit status.
+        """
+        exited = self.process.poll()  # before reading: an answer written before the exit is read below
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._results, 4096):
+                self._answer += chunk
+        if b"\n" in self._answer:
+            line, self._answer = self._answer.split(b"\n", 1)
+            answer = json.loads(line)
+            self._exiting = self._exiting or bool(answer["exiting"])
+            return int(answer["status"])
+        if exited is not None:
+            self._exiting = True
+        return exited
+
+    def close(self) -> None:
+        """Close the request pipe: an idle worker exits."""
+        if self._requests >= 0:
+            os.close(self._requests)
+            self._requests = -1
+
+    def join(self, timeout: float = _CLOSE_S) -> None:
+        """Wait for the worker to exit after :meth:`close`, killing its process group if it does not."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        if self._results >= 0:
+            os.close(self._results)
+            self._results = -1
+
+
+class WorkerJob(RunningJob):
+    """A run sent to a :class:`Worker`: :class:`RunningJob`'s life cycle, the status from the worker's answer.
+
+    :meth:`terminate` stops the worker's process group as it would a trainer's, worker included.
+    """
+
+    def __init__(self, job: Job, run_dir: Path, worker: Worker, log: Any) -> None:
+        super().__init__(job, run_dir, worker.process, log)
+        self.worker = worker
+        self._code: int | None = None
+
+    def poll(self) -> int | None:
+        """Exit status of the run, or None while it runs."""
+        if self._code is None:
+            self._code = self.worker.status()
+        return self._code
+
+    def _status(self) -> int:
+        code = self.poll()
+        while code is None:
+            time.sleep(_POLL_S)
+            code = self.poll()
+        return code
 
 
 #: Suffix given to a checkpoint that cannot be read, so it is kept for a look but never resumed from.
@@ -387,8 +524,8 @@ def _warn(message: str) -> None:
 
 
 def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
-              env: Mapping[str, str] | None = None) -> RunningJob:
-    """Prepare a run folder and start the trainer in the background.
+              env: Mapping[str, str] | None = None, worker: Worker | None = None) -> RunningJob:
+    """Prepare a run folder and start the trainer in the background (a subprocess, or a job of ``worker``).
 
     An incomplete run resumes from its ``last.ckpt`` if it has one; stale metrics and markers of
     an earlier attempt are removed first, so nothing from it can be mistaken for this attempt's.
@@ -397,11 +534,17 @@ def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
         job: The job.
         run_dir: Its folder (created).
         base: The training command.
-        env: Extra environment variables (threads, device) for the trainer.
+        env: Extra environment variables (threads, device) for the trainer; a worker has its own.
+        worker: An idle worker to run the job in (``base`` must be :data:`DEFAULT_COMMAND`).
 
     Returns:
         The running job.
+
+    Raises:
+        ValueError: A worker for another command than :data:`DEFAULT_COMMAND`.
     """
+    if worker is not None and tuple(base) != DEFAULT_COMMAND:
+        raise ValueError(f"a worker runs only {shlex.join(DEFAULT_COMMAND)}, not {shlex.join(base)}")
     state = run_state(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -426,6 +569,9 @@ def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
         log.flush()
     except OSError as error:
         raise WriteError(run_dir / "log.txt", error) from None
+    if worker is not None:
+        worker.send(command[len(_DABIN):], run_dir / "log.txt")
+        return WorkerJob(job, run_dir, worker, log)
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},

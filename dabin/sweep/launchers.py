@@ -2,7 +2,8 @@
 
 Both keep at most ``workers`` jobs in flight and report each :class:`~dabin.sweep.jobs.Outcome` as
 it arrives; on Ctrl-C (or SIGTERM, which the sweep turns into one) they stop their jobs, which
-stay incomplete and are redone by the next sweep.
+stay incomplete and are redone by the next sweep. The local launcher runs the default trainer in
+one long-lived :class:`~dabin.sweep.jobs.Worker` process per slot, so a run does not pay the imports again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dabin.errors import DabinError
-from dabin.sweep.jobs import Job, Outcome, RunningJob, start_job
+from dabin.sweep.jobs import DEFAULT_COMMAND, Job, Outcome, RunningJob, Worker, start_job
 
 __all__ = ["LAUNCHERS", "Launcher", "LocalLauncher", "RequeueableRun", "SubmititLauncher", "make_launcher",
            "slot_environment"]
@@ -81,12 +82,18 @@ def slot_environment(slot: int, workers: int, cpus: int, gpus: int) -> dict[str,
 class LocalLauncher:
     """Jobs as subprocesses of the sweep, ``workers`` at a time, each with its slot's threads/GPU.
 
+    The default trainer (:data:`~dabin.sweep.jobs.DEFAULT_COMMAND`) runs in one long-lived worker
+    process per slot, started when the slot gets its first job and again after a worker exited (a
+    failed run ends its worker); another command (a spec's ``command``) is a fresh process per run.
+
     Args:
         workers: Jobs running at a time.
+        reuse: Whether to run the default trainer in workers (False: a fresh process per run).
     """
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, reuse: bool = True) -> None:
         self.workers = max(1, workers)
+        self.reuse = reuse
         self._cpus = _cpu_count()
         # Importing torch costs seconds; only parallel jobs need to be told which GPU is theirs.
         self._gpus = _gpu_count() if self.workers > 1 else 0
@@ -95,13 +102,17 @@ class LocalLauncher:
         """Run the jobs; see :class:`Launcher`."""
         pending = deque(planned)
         running: dict[int, RunningJob] = {}
+        # A worker imports dabin's trainer: any other command is an arbitrary program, run as one.
+        reuse = self.reuse and tuple(command) == DEFAULT_COMMAND
+        workers: dict[int, Worker] = {}
         try:
             while pending or running:
                 for slot in range(self.workers):
                     if slot not in running and pending:
                         job, run_dir = pending.popleft()
                         env = slot_environment(slot, self.workers, self._cpus, self._gpus)
-                        running[slot] = start_job(job, run_dir, command, env)
+                        worker = self._worker(workers, slot, env) if reuse else None
+                        running[slot] = start_job(job, run_dir, command, env, worker)
                 for slot, job in list(running.items()):
                     if job.poll() is not None:
                         del running[slot]
@@ -111,6 +122,23 @@ class LocalLauncher:
             for job in running.values():
                 on_outcome(job.terminate())
             raise
+        finally:
+            # Workers live within run(): PR_SET_PDEATHSIG ties them to the thread that started them.
+            for worker in workers.values():
+                worker.close()
+            for worker in workers.values():
+                worker.join()
+
+    @staticmethod
+    def _worker(workers: dict[int, Worker], slot: int, env: Mapping[str, str]) -> Worker:
+        """The slot's idle worker; a new one if it has none or its last one exited (or is exiting)."""
+        worker = workers.get(slot)
+        if worker is None or not worker.usable:
+            if worker is not None:
+                worker.close()
+                worker.join()
+            worker = workers[slot] = Worker(env)
+        return worker
 
 
 #: Seconds a trainer gets to save its checkpoint after the pre-emption signal before it is stopped.
@@ -222,14 +250,16 @@ class SubmititLauncher:
             return Outcome(job, run_dir, "failed", reason=reason, seconds=time.monotonic() - started)
 
 
-#: Launcher name -> factory(workers, out_dir, submitit parameters).
-LAUNCHERS: dict[str, Callable[[int, Path, Mapping[str, Any]], Launcher]] = {
-    "local": lambda workers, out, params: LocalLauncher(workers),
-    "submitit": lambda workers, out, params: SubmititLauncher(workers, out / ".submitit", params),
+#: Launcher name -> factory(workers, out_dir, submitit parameters, process per run).
+LAUNCHERS: dict[str, Callable[[int, Path, Mapping[str, Any], bool], Launcher]] = {
+    "local": lambda workers, out, params, process_per_run: LocalLauncher(workers, reuse=not process_per_run),
+    # Each submitit job is a process of its own anyway.
+    "submitit": lambda workers, out, params, process_per_run: SubmititLauncher(workers, out / ".submitit", params),
 }
 
 
-def make_launcher(name: str, workers: int, out_dir: Path, parameters: Mapping[str, Any] | None = None) -> Launcher:
+def make_launcher(name: str, workers: int, out_dir: Path, parameters: Mapping[str, Any] | None = None,
+                  process_per_run: bool = False) -> Launcher:
     """A launcher by name.
 
     Args:
@@ -237,10 +267,11 @@ def make_launcher(name: str, workers: int, out_dir: Path, parameters: Mapping[st
         workers: Jobs at a time.
         out_dir: The sweep's output folder.
         parameters: submitit parameters (the spec's ``slurm`` section).
+        process_per_run: Start a fresh trainer process for every run instead of reusing workers.
 
     Raises:
         DabinError: Unknown launcher.
     """
     if name not in LAUNCHERS:
         raise DabinError(f"unknown launcher {name!r}; expected one of {', '.join(LAUNCHERS)}")
-    return LAUNCHERS[name](workers, out_dir, parameters or {})
+    return LAUNCHERS[name](workers, out_dir, parameters or {}, process_per_run)
