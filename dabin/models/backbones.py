@@ -67,7 +67,7 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
     if small_input:
         _small_stem(model, name)
     if weights is not None:  # load_weights warns about a stem it cannot fill
-        load_weights(model, weights, skip=("conv1.weight",) if small_input else (), arch=name)
+        load_weights(model, weights, unfitting_stem=small_input, arch=name)
     if name not in RESNETS:
         convert_norm(model, norm)  # torchvision builders took the norm layer already
     return _features_only(model, name)

@@ -12,6 +12,7 @@ from torchvision.models import ResNet, get_model_weights
 from torchvision.models.resnet import BasicBlock
 
 from dabin.errors import DabinError
+from dabin.models.pretrained import EMBEDDED_WEIGHTS
 from dabin.nn import NormName, check_norm, norm_layer
 
 __all__ = ["WeightsArg", "is_weights_file", "load_weights", "resnet18"]
@@ -19,7 +20,7 @@ __all__ = ["WeightsArg", "is_weights_file", "load_weights", "resnet18"]
 #: How messages name an architecture.
 _ARCH_NAMES = {"resnet18": "ResNet-18"}
 
-#: ``None`` (random init), a torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``) or a file.
+#: ``None`` (random init), a torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``), ``"embedded"`` or a file.
 WeightsArg = str | os.PathLike[str] | None
 
 
@@ -68,7 +69,8 @@ def resnet18(
     Args:
         norm: ``bn``, ``in`` (ρ = 0), ``bnin`` (ρ = 0.5) or ``bin`` (ρ learned, starts at 1).
         weights: ``None`` for random init; a torchvision weights name (``"IMAGENET1K_V1"`` or
-            ``"DEFAULT"``), fetched by torchvision (cached under ``$TORCH_HOME``); or the path of
+            ``"DEFAULT"``), fetched by torchvision (cached under ``$TORCH_HOME``); ``"embedded"``,
+            the demo's offline stand-in (width 8, small input; :mod:`dabin.models.pretrained`); or the path of
             a state dict file (a BN or BIN ResNet-18, optionally wrapped as ``{"state_dict": ...}``;
             torchvision's published files load as distributed, without ``num_batches_tracked``).
             Loaded before the classifier is replaced, so any ``num_classes`` works.
@@ -76,7 +78,7 @@ def resnet18(
             ``model.num_features``-d pooled feature (512 at width 64), e.g. for DANN.
         small_input: 3×3 stride-1 stem without max-pool for tiny (e.g. 32-px) images. Pretrained
             ``conv1`` weights do not fit it and are left out (a warning says so).
-        width: Channels of the first stage (64 is the standard network; pretrained weights need 64).
+        width: Channels of the first stage (64 is the standard network; torchvision's weights need 64).
 
     Returns:
         A ``torchvision.models.ResNet`` (``num_features`` attribute added).
@@ -92,23 +94,24 @@ def resnet18(
         raise DabinError(f"num_classes must be >= 0 (0 = features only), got {num_classes}")
     model = _ResNet18(width, small_input, norm_layer(norm))
     if weights is not None:
-        if width != 64:
-            raise DabinError(f"pretrained weights need width 64, got width={width} with weights={str(weights)!r}")
-        skip = ("conv1.weight",) if small_input else ()
-        load_weights(model, weights, skip=skip)
+        if width != 64 and not is_weights_file(weights) and os.fspath(weights) != EMBEDDED_WEIGHTS:
+            raise DabinError(f"torchvision's weights need width 64, got width={width} with weights={str(weights)!r}")
+        load_weights(model, weights, unfitting_stem=small_input)
     if num_classes != 1000:
         model.fc = nn.Linear(model.num_features, num_classes) if num_classes else nn.Identity()
     return model
 
 
-def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tuple[str, ...] = (),
+def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, unfitting_stem: bool = False,
                  arch: str = "resnet18") -> None:
     """Load weights by torchvision name or from a file into ``model`` (strictly).
 
     Args:
         model: A torchvision-layout model (e.g. :func:`resnet18`'s) with its 1000-way ``fc``.
-        weights: Torchvision weights name (of ``arch``) or state dict path.
-        skip: Keys to leave at their initial values (e.g. a stem that does not fit).
+        weights: Torchvision weights name (of ``arch``), ``"embedded"`` (the demo's pretrained
+            backbone, :mod:`dabin.models.pretrained`) or state dict path.
+        unfitting_stem: The model has the small-input stem: a ``conv1`` of another shape (an
+            ImageNet 7×7 stem) is left at its initial values, with a warning.
         arch: torchvision's name of the architecture (``resnet18``, ``resnet50``, ...), for
             weights given by name and for messages.
 
@@ -116,13 +119,16 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tup
         DabinError: as described in :func:`resnet18`.
     """
     state = _read_state_dict(weights, arch)
-    if skip:
+    expected = model.state_dict()
+    skip: tuple[str, ...] = ()
+    stem = "conv1.weight"
+    if unfitting_stem and stem in state and stem in expected and state[stem].shape != expected[stem].shape:
         import warnings
 
-        warnings.warn(f"not loading {', '.join(skip)} from {str(weights)!r}: the small-input stem has another shape",
+        warnings.warn(f"not loading {stem} from {str(weights)!r}: the small-input stem has another shape",
                       stacklevel=3)
-        state = {k: v for k, v in state.items() if k not in skip}
-    expected = model.state_dict()
+        state = {k: v for k, v in state.items() if k != stem}
+        skip = (stem,)
     # The classifier is replaced after loading; one trained for other classes (or none) is not used.
     state = {k: v for k, v in state.items()
              if not k.startswith("fc.") or (k in expected and v.shape == expected[k].shape)}
@@ -142,7 +148,10 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, skip: tup
         parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
                  for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
                                     ("keys of another shape", wrong_shape)) if keys]
-        raise DabinError(f"weights {str(weights)!r} do not fit a {_ARCH_NAMES.get(arch, arch)}: {'; '.join(parts)}")
+        hint = ""
+        if os.fspath(weights) == EMBEDDED_WEIGHTS:
+            hint = " (the embedded weights are a small-input ResNet-18 of width 8: --model.width 8 --model.small_input true)"
+        raise DabinError(f"weights {str(weights)!r} do not fit a {_ARCH_NAMES.get(arch, arch)}: {'; '.join(parts)}{hint}")
     model.load_state_dict(state, strict=False)
 
 
@@ -156,6 +165,10 @@ def is_weights_file(weights: str | os.PathLike[str]) -> bool:
 
 def _read_state_dict(weights: str | os.PathLike[str], arch: str = "resnet18") -> Mapping[str, Tensor]:
     text = os.fspath(weights)
+    if text == EMBEDDED_WEIGHTS:
+        from dabin.models.pretrained import embedded_weights  # made on first use (about a minute)
+
+        weights = text = os.fspath(embedded_weights())
     path = Path(text).expanduser()
     if is_weights_file(weights):
         if not path.is_file():

@@ -16,6 +16,7 @@ from dabin.io import atomic_open
 from dabin.report.csvs import gate_summary_csv, table3_csv, table4_csv
 from dabin.report.gates import gate_histogram_png, pool_gates, stage_summary
 from dabin.report.inputs import Sweep, load_sweep
+from dabin.report.paired import paired_comparisons
 from dabin.report.plots import bar_chart_png
 from dabin.report.render import Figures, method_label, norm_label, render_report
 from dabin.report.tables import MixedTable, TransferTable, mixed_table, transfer_table
@@ -103,7 +104,8 @@ def build_report(folder: str | Path, out: str | Path | None = None) -> Report:
         files["gate_summary.csv"] = gate_summary_csv(summary).encode()
     figures = Figures(table4="table4.csv" if transfer else None, table3="table3.csv" if mixed else None,
                       gate_summary="gate_summary.csv" if summary else None, bars=bars, gates=histograms)
-    files[path.name] = render_report(sweep, transfer, mixed, gates, figures).encode()
+    paired = paired_comparisons(transfer) if transfer else []
+    files[path.name] = render_report(sweep, transfer, mixed, gates, figures, paired).encode()
     return Report(path=path, files=files, sweep=sweep)
 
 

@@ -61,6 +61,8 @@ class Run:
         gate_lr: The BIN gates' learning rate rule, e.g. ``10× group rate`` ("" if none).
         domain_stats: How the domains shared normalization statistics (``joint``, ``separate``,
             ``domain_specific``; "" if not recorded).
+        source_val: Accuracy (%) on the source validation split at the run's last validation
+            (transfer runs; None if not recorded).
     """
 
     key: str
@@ -78,6 +80,7 @@ class Run:
     batch: str = ""
     gate_lr: str = ""
     domain_stats: str = ""
+    source_val: float | None = None
 
     @property
     def transfer(self) -> bool:
@@ -171,7 +174,8 @@ def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
                   target=head["target"], seed=int(head["seed"]), fold=int(head["fold"]) if head["fold"] else None,
                   status=head["status"], reason=head.get("reason", ""), accuracy=accuracy,
                   model_selection=entry["selection"], batch=head.get("batch") or "",
-                  gate_lr=head.get("gate_lr") or "", domain_stats=head.get("domain_stats") or "")
+                  gate_lr=head.get("gate_lr") or "", domain_stats=head.get("domain_stats") or "",
+                  source_val=float(head["source_val"]) if head.get("source_val") else None)
         if run.status == "ok" and run.transfer and run.target_accuracy() is None:
             raise DabinError(f"{path}: line {run.line}: ok run {key!r} ({run.method} {run.norm} {run.task} seed "
                              f"{run.seed}) has no row for its target domain {run.target!r}")

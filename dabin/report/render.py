@@ -9,6 +9,7 @@ from typing import Any
 
 from dabin.report.gates import GatePool
 from dabin.report.inputs import Run, Sweep
+from dabin.report.paired import PairedComparison
 from dabin.report.tables import Average, Cell, MixedTable, TransferTable
 
 __all__ = ["Figures", "method_label", "norm_label", "render_report"]
@@ -101,6 +102,8 @@ def _header(sweep: Sweep) -> list[str]:
         f"- Normalization statistics across domains (`joint`: one batch of source and target; `separate`: a pass "
         f"each; `domain_specific`: per-domain running statistics): "
         f"{_recorded([r for r in sweep.runs if r.transfer], lambda run: run.domain_stats)}",
+        f"- Source validation accuracy (labelled source validation split, last validation of training; how good "
+        f"the source classifier became, no target label involved), mean over finished runs: {_source_val(sweep.runs)}",
         "- Cells: mean ± half-width of the 95% Student-t interval, t(0.975, n−1) · s / √n, over n independent "
         "replicates: the seeds in Table 4; the folds in Table 3, each fold's seeds averaged first (all seeds "
         "share one 5-fold partition, so runs of one fold share their test images and are not independent). "
@@ -117,6 +120,15 @@ def _recorded(runs: Sequence[Run], value: Callable[[Run], str]) -> str:
         listed = ", ".join(f"{text} ({count} runs)" if len(values) > 1 else text for text, count in values.most_common())
         parts.append(f"{method_label(method)}: {listed}" + (" — **differs between runs**" if len(values) > 1 else ""))
     return "; ".join(parts) or "no finished run"
+
+
+def _source_val(runs: Sequence[Run]) -> str:
+    values: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+    for run in runs:
+        if run.status == "ok" and run.transfer and run.source_val is not None:
+            values[run.method, run.norm].append(run.source_val)
+    return "; ".join(f"{method_label(m)} {norm_label(n)} {sum(v) / len(v):.1f} % ({len(v)} runs)"
+                     for (m, n), v in values.items()) or "not recorded"
 
 
 def _model_selection(runs: Sequence[Run]) -> str:
@@ -160,6 +172,26 @@ def _transfer_section(table: TransferTable, figures: Figures) -> list[str]:
         if method != "mixed":
             lines += ["", f"![{method_label(method)}: BN vs BIN per task]({png})"]
     return [*lines, ""]
+
+
+def _column_text(column: tuple[str, str]) -> str:
+    return f"{method_label(column[0])} {norm_label(column[1])}"
+
+
+def _paired_section(comparisons: Sequence[PairedComparison], table: TransferTable) -> list[str]:
+    lines = ["## Paired comparisons (Table 4)", "",
+             "Each finished (task, seed) of the first column minus the same (task, seed) of the second: same data "
+             "split and initialisation, so the pairing removes the spread between tasks. Mean difference in "
+             "accuracy points ± the 95% Student-t interval over the pairs (pairs treated as independent; tasks "
+             "sharing a domain are not quite), pairs won and lost, and whether the interval lies above 0.", ""]
+    header = ["Comparison", "Pairs", "Mean difference", "Won / lost", "Interval"]
+    rows = [[f"{_column_text(c.treatment)} − {_column_text(c.baseline)}", str(len(c.differences)),
+             c.stats.format() if c.stats else "—", f"{c.wins} / {c.losses}", c.verdict] for c in comparisons]
+    lines += [*_table(header, rows), "", "Per task (mean difference over the task's paired seeds):", ""]
+    header = ["Per task", *(f"{_column_text(c.treatment)} − {_column_text(c.baseline)}" for c in comparisons)]
+    rows = [[table.label(task), *(f"{c.per_task[task]:+.2f}" if task in c.per_task else "—" for c in comparisons)]
+            for task in table.tasks]
+    return [*lines, *_table(header, rows), ""]
 
 
 def _mixed_section(table: MixedTable, runs: Sequence[Run], figures: Figures) -> list[str]:
@@ -241,7 +273,8 @@ def _status_section(sweep: Sweep) -> list[str]:
 
 
 def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTable | None,
-                  gates: Sequence[tuple[GatePool, list[dict[str, Any]]]], figures: Figures) -> str:
+                  gates: Sequence[tuple[GatePool, list[dict[str, Any]]]], figures: Figures,
+                  paired: Sequence[PairedComparison] = ()) -> str:
     """The report as Markdown.
 
     Args:
@@ -250,6 +283,7 @@ def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTabl
         mixed: Table 3 (None without mixed-domain runs).
         gates: Per method, the pooled gates and their per-stage summary.
         figures: The files the report links to.
+        paired: Paired comparisons of Table 4's columns (none: no section).
 
     Returns:
         The text of ``report.md``.
@@ -257,6 +291,8 @@ def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTabl
     lines = _header(sweep)
     if transfer:
         lines += _transfer_section(transfer, figures)
+        if paired:
+            lines += _paired_section(paired, transfer)
     if mixed:
         lines += _mixed_section(mixed, sweep.runs, figures)
     if gates:

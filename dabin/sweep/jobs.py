@@ -86,6 +86,9 @@ class Job:
         target: Target domain name (transfer methods).
         fold: Held-out fold (mixed method).
         extra: Arguments appended to the trainer's command line.
+        shared_config: The config is another method's (a transfer method in the DANN config): the
+            command names the method (``--model.method NAME``). A method's own config names it
+            itself, with its options, which a bare name would replace.
     """
 
     method: str
@@ -97,6 +100,7 @@ class Job:
     target: str | None = None
     fold: int | None = None
     extra: tuple[str, ...] = ()
+    shared_config: bool = dataclasses.field(default=True, compare=False)
 
     def identity(self) -> dict[str, Any]:
         """The arguments that define the run (what the folder name's hash covers)."""
@@ -124,14 +128,16 @@ class Job:
 
     def to_json(self) -> dict[str, Any]:
         """Everything needed to rebuild results from the folder alone."""
-        return {**self.identity(), "task": self.task, "config_file": self.config_file, "name": self.name}
+        return {**self.identity(), "task": self.task, "config_file": self.config_file, "name": self.name,
+                "shared_config": self.shared_config}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Job:
         """Inverse of :meth:`to_json`."""
         return cls(method=data["method"], norm=data["norm"], seed=int(data["seed"]), config=data["config"],
                    config_file=data.get("config_file", ""), source=data.get("source"), target=data.get("target"),
-                   fold=data.get("fold"), extra=tuple(data.get("extra", ())))
+                   fold=data.get("fold"), extra=tuple(data.get("extra", ())),
+                   shared_config=bool(data.get("shared_config", True)))
 
 
 def expand_jobs(spec: SweepSpec) -> list[Job]:
@@ -148,6 +154,7 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
     jobs = []
     for method in spec.methods:
         config, config_file = spec.configs[method], str(spec.config_files[method])
+        shared = method not in spec.own_configs
         if METHODS[method] == "transfer":
             places: list[dict[str, Any]] = [{"source": s, "target": t} for s, t in spec.tasks]
         else:
@@ -156,7 +163,7 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
             for norm in spec.norms:
                 for seed in spec.seeds:
                     jobs.append(Job(method=method, norm=norm, seed=seed, config=config, config_file=config_file,
-                                    extra=spec.extra, **place))
+                                    extra=spec.extra, shared_config=shared, **place))
     return jobs
 
 
@@ -172,7 +179,8 @@ def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, 
     Returns:
         The argument list.
     """
-    command = [*base, "-c", job.config_file or job.config, "--model.norm", job.norm, *_METHOD_ARGS.get(job.method, ())]
+    method_args = _METHOD_ARGS.get(job.method, ()) if job.shared_config else ()
+    command = [*base, "-c", job.config_file or job.config, "--model.norm", job.norm, *method_args]
     if job.source is not None and job.target is not None:
         command += ["--data.source", job.source, "--data.target", job.target]
     if job.fold is not None:

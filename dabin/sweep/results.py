@@ -29,7 +29,7 @@ RESULTS = "results.csv"
 MANIFEST = "sweep.json"
 COLUMNS: tuple[str, ...] = ("run", "method", "norm", "task", "source", "target", "seed", "fold", "domain",
                             "accuracy", "n", "status", "reason", "steps", "time_s", "model_selection", "batch",
-                            "gate_lr", "domain_stats")
+                            "gate_lr", "domain_stats", "source_val")
 #: Columns a results file must have (a hand-made one may leave out the rest).
 REQUIRED: tuple[str, ...] = ("method", "norm", "task", "source", "target", "seed", "fold", "domain",
                              "accuracy", "n", "status")
@@ -58,7 +58,7 @@ def _run_rows(job: Job, run_dir: Path) -> list[dict[str, Any]]:
     base = {"run": job.name, "method": job.method, "norm": job.norm, "task": job.task, "source": job.source or "",
             "target": job.target or "", "seed": job.seed, "fold": "" if job.fold is None else job.fold,
             "accuracy": "", "n": "", "reason": "", "steps": "", "time_s": "", "model_selection": "", "batch": "",
-            "gate_lr": "", "domain_stats": ""}
+            "gate_lr": "", "domain_stats": "", "source_val": ""}
     state = run_state(run_dir)
     if state in ("incomplete", "missing"):
         return []
@@ -71,7 +71,8 @@ def _run_rows(job: Job, run_dir: Path) -> list[dict[str, Any]]:
                      "time_s": round(float(metrics["time_s"]), 1) if "time_s" in metrics else "",
                      "model_selection": metrics.get("model_selection", ""),
                      "batch": format_batch(metrics.get("batch")), "gate_lr": format_gate_lr(metrics.get("gate_lr")),
-                     "domain_stats": metrics.get("domain_stats") or ""}
+                     "domain_stats": metrics.get("domain_stats") or "",
+                     "source_val": (metrics.get("source_val") or {}).get("accuracy", "")}
                     for domain, entry in metrics["test"].items()]
         except (OSError, ValueError, KeyError, TypeError) as error:
             # A done run whose metrics were removed or damaged afterwards: show it, do not hide it.

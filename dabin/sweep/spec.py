@@ -78,6 +78,8 @@ class SweepSpec:
         workers: Default number of parallel jobs.
         command: Training command replacing ``python -m dabin fit`` (tests use a fake trainer).
         slurm: Parameters for the submitit executor (partition, timeout_min, gpus_per_node, ...).
+        own_configs: Transfer methods with a config of their own (not DANN's): their jobs do not add
+            ``--model.method NAME``, which would replace the options the config gives the method.
     """
 
     path: Path
@@ -96,6 +98,7 @@ class SweepSpec:
     workers: int = 1
     command: tuple[str, ...] | None = None
     slurm: dict[str, Any] = dataclasses.field(default_factory=dict)
+    own_configs: frozenset[str] = frozenset()
 
     def fingerprint(self) -> str:
         """Hash of what makes two sweeps' runs comparable: dataset, configs (with contents), extra.
@@ -254,6 +257,10 @@ def load_spec(path: str | Path) -> SweepSpec:
             raise DabinError(f"{where}: no config for method {method!r}; add it under `configs:`")
         configs[method] = str(config)
     config_files = {m: (spec_path.parent / c).resolve() for m, c in configs.items()}
+    # A transfer method under its own name with a file other than DANN's: that config names the
+    # method (with its options); otherwise the job names it on the command line.
+    dann_file = (spec_path.parent / str(configs_raw["dann"])).resolve() if "dann" in configs_raw else None
+    own = frozenset(m for m in methods if m in _CONFIG_FALLBACK and m in configs_raw and config_files[m] != dann_file)
     for method, file in config_files.items():
         if not file.is_file():
             raise DabinError(f"{where}: config of {method!r} not found: {file}")
@@ -275,7 +282,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         path=spec_path, name=str(raw.get("name", spec_path.parent.name)), dataset=dataset, domains=domains,
         out=Path(str(raw.get("out", f"runs/{spec_path.parent.name}"))), configs=configs,
         config_files=config_files, methods=methods, norms=norms, tasks=tasks, seeds=seeds, folds=folds,
-        extra=tuple(extra), workers=workers, command=command, slurm=slurm,
+        extra=tuple(extra), workers=workers, command=command, slurm=slurm, own_configs=own,
     )
 
 

@@ -9,7 +9,11 @@
      "batch": {"per_device": {"source": 32, "target": 32}, "devices": 1, "accumulate_grad_batches": 1,
                "effective": {"source": 32, "target": 32}, "effective_images": 64},
      "gate_lr": {"mult": 10.0, "of": "group", "initial_lr": [0.01]},
+     "source_val": {"accuracy": 71.3, "step": 9990},
      "config": {...}}
+
+``source_val`` (transfer runs) is the accuracy on the source's labelled validation split at the
+last validation of training: how good the source classifier became, measured without target labels.
 
 ``gates.csv`` holds the BIN gate of every channel at the end of training
 (:func:`dabin.analysis.write_gate_csv`). Both are written atomically after testing, so a file that
@@ -30,7 +34,7 @@ from dabin.analysis import gate_table, write_gate_csv
 from dabin.io import atomic_write_text
 from dabin.nn import gate_parameters
 from dabin.tasks.base import DomainTask
-from datamodules import DomainDataModule
+from datamodules import DomainDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
 
@@ -78,6 +82,16 @@ class RunSummary(pl.Callback):
         self.seed = seed
         self._fit_started: float | None = None
         self.fit_seconds = 0.0
+        self.source_val: dict[str, float | int] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A transfer run validates on the source's validation split only (a mixed run validates on
+        # its test fold, which is not recorded as validation).
+        if trainer.sanity_checking or not isinstance(trainer.datamodule, TransferDataModule):
+            return
+        value = trainer.callback_metrics.get("val/acc/avg")
+        if value is not None:
+            self.source_val = {"accuracy": round(float(value), 4), "step": trainer.global_step}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_started = time.monotonic()
@@ -111,6 +125,7 @@ class RunSummary(pl.Callback):
             "time_s": round(self.fit_seconds, 2),
             "batch": batch_record(trainer, pl_module),
             "gate_lr": gate_lr_record(trainer, pl_module),
+            "source_val": self.source_val,
             "config": self.config,
         }
         if gate_table(pl_module):

@@ -31,6 +31,22 @@ def test_tiny_spec_parsed(tmp_path):
         "--data.fold", "0", "--seed_everything", "0", "--trainer.default_root_dir", str(tmp_path / "run")]
 
 
+def test_a_method_with_its_own_config_is_not_renamed_on_the_command_line(tmp_path):
+    # experiments/officehome/mdd.yaml gives MDD its published margin by class path; a bare
+    # `--model.method mdd` after it would replace that with the defaults.
+    text = TINY_SPEC.replace("configs: {{dann: dann.yaml, mixed: mixed.yaml}}",
+                             "configs: {{dann: dann.yaml, mixed: mixed.yaml, mdd: mdd.yaml, cdan: dann.yaml}}")
+    text = text.replace("methods: [dann, source_only, mixed]", "methods: [source_only, mdd, cdan]")
+    spec_path = write_spec(tmp_path, text)
+    (tmp_path / "mdd.yaml").write_text("model: {}\n")
+    spec = load_spec(spec_path)
+    assert spec.own_configs == {"mdd"}
+    commands = {job.method: job_command(job, tmp_path / "run", base=["fit"]) for job in expand_jobs(spec)}
+    assert "--model.method" not in commands["mdd"] and commands["mdd"][2].endswith("mdd.yaml")
+    for method in ("source_only", "cdan"):  # in DANN's config: named on the command line
+        assert commands[method][commands[method].index("--model.method") + 1] == method
+
+
 def test_all_tasks_and_fingerprint(tmp_path):
     spec = load_spec(write_spec(tmp_path, TINY_SPEC.replace('tasks: ["Aa->Bb", "Bb→Cc"]', "tasks: all")))
     assert len(spec.tasks) == 6 and spec.tasks[0] == ("Aa", "Bb")

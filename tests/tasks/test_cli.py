@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -70,6 +71,18 @@ def test_source_only_is_recorded_as_such(tmp_path: Path, capsys: pytest.CaptureF
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert (metrics["method"], metrics["norm"]) == ("source_only", "bn")
     assert not (tmp_path / "gates.csv").exists()  # a BN model has no gates
+
+
+def test_source_validation_accuracy_is_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--trainer.max_steps", "3", "--trainer.val_check_interval",
+                       "3", "--trainer.check_val_every_n_epoch", "null", "--data.task", "Ph->Sk",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    logged = [row for row in csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))) if row.get("val/acc/Photo")]
+    # The last validation (on Photo's validation split, the source's) is what metrics.json records.
+    assert metrics["source_val"] == {"accuracy": pytest.approx(float(logged[-1]["val/acc/Photo"]), abs=1e-3),
+                                     "step": 3}
 
 
 @pytest.mark.parametrize(("args", "expected"), [
