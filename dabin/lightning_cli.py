@@ -11,7 +11,7 @@ it), and every run folder (``--trainer.default_root_dir``) receives ``metrics.js
 with the resolved ``config.yaml``. Several GPUs or nodes: ``--trainer.devices 4 --trainer.strategy
 ddp --trainer.num_nodes 2`` (Lightning detects Slurm by itself).
 
-Checkpoints are written atomically (:class:`~dabin.tasks.checkpoints.AtomicCheckpointIO`). SIGUSR1
+Checkpoints are written atomically (:class:`~dabin.modules.checkpoints.AtomicCheckpointIO`). SIGUSR1
 or SIGTERM (pre-emption, a sweep stopping its trainers) saves ``checkpoints/last.ckpt`` at the next
 batch end and exits with status 75 (:data:`~dabin.errors.EXIT_PREEMPTED`) without testing; the
 same command with ``--ckpt_path <run>/checkpoints/last.ckpt`` continues the run.
@@ -45,8 +45,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 from dabin.errors import EXIT_PREEMPTED, DabinError
 from dabin.io import checkpoint_problem
 from dabin.nn import SyncNorm
-from dabin.tasks import DomainTask, RunSummary, progress_callback
-from dabin.tasks.checkpoints import AtomicCheckpointIO, Preemption
+from dabin.modules import DomainModule, RunSummary, progress_callback
+from dabin.modules.checkpoints import AtomicCheckpointIO, Preemption
 from datamodules import DomainDataModule
 
 __all__ = ["DabinCLI", "main"]
@@ -97,7 +97,7 @@ class DabinCLI(LightningCLI):
         with self.preemption.handling():
             try:
                 super().__init__(
-                    DomainTask, DomainDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                    DomainModule, DomainDataModule, subclass_mode_model=True, subclass_mode_data=True,
                     save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
                     parser_kwargs={"exit_on_error": False}, seed_everything_default=0, args=list(args),
                     auto_configure_optimizers=False,

@@ -21,7 +21,7 @@ Rows (``BIN/BN`` is always a time ratio, BIN's time over BatchNorm's; lower is b
 * ``resnet18 step``: one SGD step (momentum 0.9) of a whole ResNet-18, BIN model against BN
   model; batch 64 at 224 px on CUDA (the paper's 32 + 32 per DANN step), 64 at 64 px on the CPU
   as in ``bench_bin.py``. Target <= 1.05x.
-* ``DANN train``: training throughput in images/s of ``dabin.tasks.DANN`` (ResNet-18 width 64,
+* ``DANN train``: training throughput in images/s of ``dabin.modules.TransferModule`` (ResNet-18 width 64,
   BIN or BN, no pretrained weights) driven by a Lightning ``Trainer`` with the real loader
   (:class:`datamodules.TransferDataModule`, Ar->Cl, 224-px crops, batch 32 source + 32 target,
   random resized crops decoded from JPEG), on a generated Office-Home-shaped tree (the four
@@ -292,7 +292,7 @@ def _dann_throughput(config: Config, norm: str, precision: str, root: Path) -> f
     """Images/s of a DANN run after its warm-up steps (source + target images per step)."""
     import pytorch_lightning as pl
 
-    from dabin.tasks import DANN
+    from dabin.modules import TransferModule
     from datamodules import TransferDataModule
 
     sync = _sync(config.device)
@@ -318,7 +318,7 @@ def _dann_throughput(config: Config, norm: str, precision: str, root: Path) -> f
     pl.seed_everything(0, verbose=False)
     data = TransferDataModule(root=str(root), task="Ar->Cl", image_size=config.dann_size,
                               batch_size=config.dann_batch, num_workers=config.workers)
-    model = DANN(num_classes=data.num_classes, norm=norm, weights=None,  # type: ignore[arg-type]
+    model = TransferModule(num_classes=data.num_classes, norm=norm, weights=None,  # type: ignore[arg-type]
                  width=config.dann_width)
     trainer = pl.Trainer(
         accelerator="gpu" if config.device.type == "cuda" else "cpu", devices=1,

@@ -21,7 +21,7 @@ __all__ = ["DANNLoss", "grl_lambda", "mlp_head"]
 def mlp_head(in_features: int, hidden: int, out_features: int, dropout: float) -> nn.Sequential:
     """``Linear(in, hidden) → ReLU → Dropout → Linear(hidden, out)``.
 
-    The architecture of the label predictor and the domain classifier of :class:`dabin.tasks.DANN`
+    The architecture of the label predictor and the domain classifier of :class:`dabin.modules.TransferModule`
     (its ``_mlp``), so the methods' heads match the task's and results stay comparable.
 
     Args:
@@ -44,7 +44,7 @@ def mlp_head(in_features: int, hidden: int, out_features: int, dropout: float) -
 def grl_lambda(progress: float, gamma: float, max_value: float) -> float:
     """Reversal coefficient ``λ_p = max_value · (2 / (1 + exp(−γ p)) − 1)`` at training progress ``p``.
 
-    :func:`dabin.tasks.schedules.dann_lambda`, imported when first called: ``dabin.tasks`` imports
+    :func:`dabin.modules.schedules.dann_lambda`, imported when first called: ``dabin.modules`` imports
     the Lightning tasks on package import, and a task that imports ``dabin.methods`` must not find
     this package half-initialized.
 
@@ -56,7 +56,7 @@ def grl_lambda(progress: float, gamma: float, max_value: float) -> float:
     Returns:
         ``λ_p`` (0 at ``p = 0``).
     """
-    from dabin.tasks.schedules import dann_lambda
+    from dabin.modules.schedules import dann_lambda
 
     return dann_lambda(progress, gamma, max_value)
 
@@ -79,7 +79,7 @@ class DANNLoss(AdaptationLoss):
 
     With ``f = [f_s; f_t]`` the ``(B_s + B_t, D)`` features, ``d_i`` their domain labels (0 source,
     1 target) and ``h`` the discriminator (``D → hidden → 2``, ReLU and dropout between: the domain
-    classifier of :class:`dabin.tasks.DANN`),
+    classifier of :class:`dabin.modules.TransferModule`),
 
     .. math::
 

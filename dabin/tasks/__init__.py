@@ -1,23 +1,11 @@
-"""Lightning modules for the paper's two experiments, and what every run writes."""
+"""The earlier name of :mod:`dabin.modules`, kept so configs and checkpoints that name it still load.
 
-from dabin.tasks.base import DomainTask, NonFiniteLossError
-from dabin.tasks.dann import DANN
-from dabin.tasks.mixed import MixedDomainClassifier
-from dabin.tasks.outputs import MODEL_SELECTION, RunSummary
-from dabin.tasks.progress import PlainProgress, progress_callback
-from dabin.tasks.schedules import dann_lambda, dann_lr_factor, progress, step_decay_factor
+``class_path: dabin.tasks.DANN`` (configs and the ``config.yaml`` Lightning stores beside every
+run) resolves to :class:`dabin.modules.TransferModule`; ``dabin.tasks.MixedDomainClassifier`` to
+:class:`dabin.modules.MixedDomainClassifier`. New code imports :mod:`dabin.modules`.
+"""
 
-__all__ = [
-    "DANN",
-    "MODEL_SELECTION",
-    "DomainTask",
-    "MixedDomainClassifier",
-    "NonFiniteLossError",
-    "PlainProgress",
-    "RunSummary",
-    "dann_lambda",
-    "dann_lr_factor",
-    "progress",
-    "progress_callback",
-    "step_decay_factor",
-]
+from dabin.modules import DANN, MixedDomainClassifier, TransferModule
+from dabin.modules.base import DomainModule as DomainTask
+
+__all__ = ["DANN", "DomainTask", "MixedDomainClassifier", "TransferModule"]

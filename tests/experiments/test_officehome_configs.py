@@ -40,10 +40,10 @@ def build_model(model: dict[str, Any]) -> Any:
     """Instantiate a printed ``model`` section (class path and init args) without the rest of the CLI."""
     from jsonargparse import ArgumentParser
 
-    from dabin.tasks import DomainTask
+    from dabin.modules import DomainModule
 
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(DomainTask, "model")
+    parser.add_subclass_arguments(DomainModule, "model")
     return parser.instantiate_classes(parser.parse_object({"model": model})).model
 
 
@@ -69,9 +69,9 @@ def test_config_parses_and_builds_its_method(name: str) -> None:
     stem = name.removesuffix(".yaml")
     assert model.method_name == stem  # what metrics.json and the sweep's results record
     if stem not in TRANSFER_METHODS:  # mixed.yaml: the mixed-domain classifier, no transfer method
-        assert config["model"]["class_path"] == "dabin.tasks.MixedDomainClassifier"
+        assert config["model"]["class_path"] == "dabin.modules.MixedDomainClassifier"
         return
-    assert config["model"]["class_path"] == "dabin.tasks.DANN"
+    assert config["model"]["class_path"] == "dabin.modules.TransferModule"
     assert model.hparams["method"] == stem  # what checkpoints and metrics.json record
     method = config["model"]["init_args"]["method"]
     if isinstance(method, dict):

@@ -85,7 +85,7 @@ def test_lambda_is_zero_at_the_start() -> None:
 
 
 def test_discriminator_is_the_dann_task_head() -> None:
-    from dabin.tasks.dann import _mlp
+    from dabin.modules.transfer import _mlp
 
     reference = _mlp(256, 1024, 2, 0.5)
     head = DANNLoss(256, 65).discriminator

@@ -103,9 +103,9 @@ def test_wrong_architecture_file_is_refused(resnet34_2017_file):
 
 
 def test_dann_on_another_backbone(tmp_path):
-    from dabin.tasks import DANN
+    from dabin.modules import TransferModule
 
-    model = DANN(num_classes=5, backbone="resnet34", norm="bin")
+    model = TransferModule(num_classes=5, backbone="resnet34", norm="bin")
     assert model.bottleneck[0].in_features == 512
     logits = model(torch.randn(2, 3, 32, 32))
     assert logits.shape == (2, 5)

@@ -123,9 +123,9 @@ def test_weights_from_a_dabin_checkpoint(tmp_path) -> None:
     import torch
 
     from dabin.models import resnet18
-    from dabin.tasks import DANN
+    from dabin.modules import TransferModule
 
-    trained = DANN(num_classes=7, norm="bin")
+    trained = TransferModule(num_classes=7, norm="bin")
     with torch.no_grad():
         trained.backbone.layer1[0].bn1.gate.fill_(0.25)
     torch.save({"state_dict": trained.state_dict(), "epoch": 3}, tmp_path / "dann.ckpt")

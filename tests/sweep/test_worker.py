@@ -90,7 +90,7 @@ def test_failed_run_ends_its_worker_and_the_next_run_gets_a_fresh_one(tmp_path: 
     bad, good = _run(jobs, tmp_path, reuse=True)
     assert bad.status == "failed"
     assert bad.reason == ("exit status 2: dabin: error: model: Option 'no_such_key' is not accepted "
-                          "(in dabin.tasks.DANN)")
+                          "(in dabin.modules.TransferModule)")
     assert (bad.run_dir / "failed").read_text().strip() == bad.reason
     assert good.status == "ok" and run_state(good.run_dir) == "done"
     assert [worker.process.returncode for worker in started] == [2, 0]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dabin.tasks import dann_lambda, dann_lr_factor, progress, step_decay_factor
+from dabin.modules import dann_lambda, dann_lr_factor, progress, step_decay_factor
 
 
 @pytest.mark.parametrize(("p", "lr", "lam"), [

@@ -227,14 +227,16 @@ def test_checkpoint_of_the_older_dann_module_loads(tmp_path: Path) -> None:
     """Before the methods became loss modules, DANN's domain classifier and λ had other names."""
     import torch
 
-    from dabin.tasks import DANN
+    from dabin.modules import TransferModule
 
-    model = DANN(num_classes=4, norm="bn", small_input=True, width=8, bottleneck_dim=16, hidden_dim=8)
+    model = TransferModule(num_classes=4, norm="bn", small_input=True, width=8, bottleneck_dim=16, hidden_dim=8)
     state = {k.replace("adaptation_loss.discriminator.", "domain_classifier."): v for k, v in model.state_dict().items()}
     state["grl.coeff"] = torch.tensor(0.5)
     hparams = {k: v for k, v in model.hparams.items() if k != "method"}
     torch.save({"state_dict": state, "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"},
                tmp_path / "old.ckpt")
+    from dabin.tasks import DANN  # the earlier name, as an old script would use it
+
     loaded = DANN.load_from_checkpoint(tmp_path / "old.ckpt")
     assert loaded.method_name == "dann"
     assert torch.equal(loaded.adaptation_loss.discriminator[0].weight, model.adaptation_loss.discriminator[0].weight)
@@ -258,3 +260,15 @@ def test_model_error_is_the_only_line_a_user_sees(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith("dabin: error: unknown backbone 'resnet9000'")
+
+
+def test_configs_naming_the_earlier_module_still_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Configs (and the config.yaml beside every earlier run) name dabin.tasks.DANN; the package is
+    # dabin.modules and the class TransferModule now.
+    config = tmp_path / "old.yaml"
+    config.write_text((DEMO / "dann.yaml").read_text().replace("dabin.modules.TransferModule", "dabin.tasks.DANN"))
+    assert "dabin.tasks.DANN" in config.read_text()
+    status, err = run(["fit", "-c", str(config), "--trainer.fast_dev_run", "1", "--trainer.default_root_dir",
+                       str(tmp_path / "run")], capsys)
+    assert status == 0, err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "dann"

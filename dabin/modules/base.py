@@ -1,14 +1,14 @@
-"""What the training tasks share: per-domain evaluation, BIN gate training, a finite-loss guard.
+"""What the LightningModules share: per-domain evaluation, BIN gate training, a finite-loss guard.
 
 A task is a :class:`~pytorch_lightning.LightningModule` around a :func:`~dabin.models.resnet18`
-backbone. Subclasses implement four small template methods: :meth:`DomainTask.forward` (images to
-class logits), ``training_step``, :meth:`DomainTask.param_groups` (parameter groups before the gate
-rule is applied) and :meth:`DomainTask.lr_lambda` (the schedule, a function of the step).
+backbone. Subclasses implement four small template methods: :meth:`DomainModule.forward` (images to
+class logits), ``training_step``, :meth:`DomainModule.param_groups` (parameter groups before the gate
+rule is applied) and :meth:`DomainModule.lr_lambda` (the schedule, a function of the step).
 
 Evaluation follows the data module: each validation/test loader is one evaluated set (a domain,
 or a split of one), named by the data module's ``val_names``/``eval_names``; accuracy is logged as
 ``val/acc/<name>``, ``test/acc/<name>`` and the unweighted mean over names as ``.../acc/avg``.
-After testing, :attr:`DomainTask.test_results` holds ``{name: {"accuracy": %, "n": images}}``.
+After testing, :attr:`DomainModule.test_results` holds ``{name: {"accuracy": %, "n": images}}``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from dabin.errors import DabinError
 from dabin.nn import GATE_LR_BASES, GateLrBase, bin_param_groups, clamp_gates_
 
-__all__ = ["DomainTask", "NonFiniteLossError"]
+__all__ = ["DomainModule", "NonFiniteLossError"]
 
 Batch = tuple[Tensor, Tensor, Tensor]  # images, labels, domain ids
 
@@ -34,8 +34,8 @@ class NonFiniteLossError(DabinError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
-class DomainTask(pl.LightningModule):
-    """Base of :class:`~dabin.tasks.MixedDomainClassifier` and :class:`~dabin.tasks.DANN`.
+class DomainModule(pl.LightningModule):
+    """Base of :class:`~dabin.modules.MixedDomainClassifier` and :class:`~dabin.modules.TransferModule`.
 
     Args:
         num_classes: Number of classes (linked from the data module by the CLI).

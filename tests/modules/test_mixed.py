@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from dabin.tasks import MixedDomainClassifier
+from dabin.modules import MixedDomainClassifier
 from datamodules import KFoldDataModule
 
 

@@ -17,13 +17,13 @@ from torch import Tensor, nn
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
 from dabin.nn import GateLrBase, NormName, check_norm
-from dabin.tasks.base import Batch, DomainTask
-from dabin.tasks.schedules import step_decay_factor
+from dabin.modules.base import Batch, DomainModule
+from dabin.modules.schedules import step_decay_factor
 
 __all__ = ["MixedDomainClassifier"]
 
 
-class MixedDomainClassifier(DomainTask):
+class MixedDomainClassifier(DomainModule):
     """ResNet-18 (BN, IN, BN+IN or BIN) trained on all domains at once, evaluated per domain.
 
     Args:

@@ -36,15 +36,15 @@ from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
 from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_method
 from dabin.nn import GateLrBase, NormName, add_domain_stats, check_norm, recalibrate_norm_stats, target_stats
-from dabin.tasks.base import Batch, DomainTask
-from dabin.tasks.schedules import dann_lr_factor, progress
+from dabin.modules.base import Batch, DomainModule
+from dabin.modules.schedules import dann_lr_factor, progress
 from datamodules import TransferDataModule
 
-__all__ = ["DANN", "DomainStats", "MethodFactory", "MethodName"]
+__all__ = ["DANN", "DomainStats", "MethodFactory", "MethodName", "TransferModule"]
 
 #: An adaptation method by registry name (:data:`dabin.methods.METHODS`), with its paper's defaults.
 MethodName = Literal[TRANSFER_METHODS]  # type: ignore[valid-type]
-#: How source and target pass through the normalization layers (see :class:`DANN`).
+#: How source and target pass through the normalization layers (see :class:`TransferModule`).
 DomainStats = Literal["joint", "separate", "domain_specific"]
 #: A loss class with options (``--model.method CDANLoss --model.method.entropy true``); the module
 #: calls it with its feature width and class count.
@@ -56,7 +56,7 @@ def _mlp(in_features: int, hidden: int, out_features: int, dropout: float) -> nn
                          nn.Linear(hidden, out_features))
 
 
-class DANN(DomainTask):
+class TransferModule(DomainModule):
     """The transfer module: DANN's harness (backbone, bottleneck, classifier, schedules) with any method.
 
     ``method`` picks the adaptation loss added to the source classification loss (:mod:`dabin.methods`):
@@ -264,3 +264,7 @@ class DANN(DomainTask):
         accuracy = (logits.argmax(1) == labels).float().mean() * 100
         self.log_dict({"train/loss": loss, "train/cls_loss": class_loss, "train/acc": accuracy}, prog_bar=True)
         self.log("train/lr", self.hparams.lr * self.lr_lambda(self.global_step))  # μ_p of the heads
+
+
+#: The module's earlier name (configs and checkpoints written with ``dabin.tasks.DANN`` still load).
+DANN = TransferModule

@@ -23,7 +23,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from dabin.errors import EXIT_PREEMPTED
 from dabin.io import WriteError
 from dabin.lightning_cli import DabinCLI
-from dabin.tasks.checkpoints import AtomicCheckpointIO, Preemption
+from dabin.modules.checkpoints import AtomicCheckpointIO, Preemption
 
 from .conftest import DEMO, REPO
 

@@ -33,7 +33,7 @@ import pytorch_lightning as pl
 from dabin.analysis import gate_table, write_gate_csv
 from dabin.io import atomic_write_text
 from dabin.nn import gate_parameters
-from dabin.tasks.base import DomainTask
+from dabin.modules.base import DomainModule
 from datamodules import DomainDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
@@ -49,7 +49,7 @@ def batch_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str
     recipe's batch holds on one device only; this records what a run really used.
     """
     datamodule = trainer.datamodule
-    if not isinstance(datamodule, DomainDataModule) or not isinstance(pl_module, DomainTask):
+    if not isinstance(datamodule, DomainDataModule) or not isinstance(pl_module, DomainModule):
         return None
     per_device = pl_module.batch_composition(datamodule.batch_size)
     scale = trainer.world_size * trainer.accumulate_grad_batches
@@ -61,7 +61,7 @@ def batch_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str
 
 def gate_lr_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any] | None:
     """What the gates' learning rate was: the multiplier, what it multiplies, the initial rates."""
-    if not isinstance(pl_module, DomainTask) or not gate_parameters(pl_module):
+    if not isinstance(pl_module, DomainModule) or not gate_parameters(pl_module):
         return None
     gate_ids = {id(p) for p in gate_parameters(pl_module)}
     rates = sorted({group.get("initial_lr", group["lr"]) for optimizer in trainer.optimizers
@@ -113,8 +113,8 @@ class RunSummary(pl.Callback):
             "test": results,
             "average": sum(accuracies) / len(accuracies) if all(map(math.isfinite, accuracies)) else math.nan,
             "model_selection": MODEL_SELECTION,
-            "method": pl_module.method_name if isinstance(pl_module, DomainTask) else None,
-            "domain_stats": pl_module.domain_stats if isinstance(pl_module, DomainTask) else None,
+            "method": pl_module.method_name if isinstance(pl_module, DomainModule) else None,
+            "domain_stats": pl_module.domain_stats if isinstance(pl_module, DomainModule) else None,
             "norm": getattr(pl_module.hparams, "norm", None),
             "num_classes": getattr(pl_module, "num_classes", None),
             "source": getattr(datamodule, "source_name", None),

@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from dabin.tasks import DANN, dann_lambda, dann_lr_factor
+from dabin.modules import TransferModule, dann_lambda, dann_lr_factor
 from datamodules import TransferDataModule
 
 
@@ -21,7 +21,7 @@ def _data(office_tree: Path) -> TransferDataModule:
 def _model(**overrides: Any) -> DANN:
     options: dict[str, Any] = {"num_classes": 3, "norm": "bin", "small_input": True, "width": 8,
                                "bottleneck_dim": 16, "hidden_dim": 32, **overrides}
-    return DANN(**options)
+    return TransferModule(**options)
 
 
 def _trainer(root: Path, max_steps: int, callbacks: list[pl.Callback]) -> pl.Trainer:
@@ -88,7 +88,7 @@ def test_checkpoint_reloads_to_identical_predictions(office_tree: Path, tmp_path
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     images = torch.randn(5, 3, 32, 32)
     model.eval()
-    reloaded = DANN.load_from_checkpoint(tmp_path / "last.ckpt").eval()
+    reloaded = TransferModule.load_from_checkpoint(tmp_path / "last.ckpt").eval()
     with torch.no_grad():
         assert torch.equal(model(images), reloaded(images))
 
@@ -133,7 +133,7 @@ def test_domain_statistics_passes(domain_stats: str, office_tree: Path, tmp_path
         assert not torch.equal(layer.running_mean, layer.target_running_mean)
         torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
                     "pytorch-lightning_version": pl.__version__}, tmp_path / "m.ckpt")
-        reloaded = DANN.load_from_checkpoint(tmp_path / "m.ckpt")  # the target's statistics are saved too
+        reloaded = TransferModule.load_from_checkpoint(tmp_path / "m.ckpt")  # the target's statistics are saved too
         assert torch.equal(reloaded.backbone.bn1.target_running_mean, layer.target_running_mean)
     else:
         assert not hasattr(layer, "target_running_mean")

@@ -1,0 +1,31 @@
+"""Model selection without target labels: unsupervised validators (see :mod:`dabin.selection.validators`)."""
+
+from dabin.selection.validators import (
+    VALIDATOR_NAMES,
+    VALIDATORS,
+    ValidationInputs,
+    bnm,
+    class_ami,
+    dev,
+    entropy,
+    im,
+    mixval,
+    score_all,
+    snd,
+    source_val,
+)
+
+__all__ = [
+    "VALIDATORS",
+    "VALIDATOR_NAMES",
+    "ValidationInputs",
+    "bnm",
+    "class_ami",
+    "dev",
+    "entropy",
+    "im",
+    "mixval",
+    "score_all",
+    "snd",
+    "source_val",
+]
