@@ -12,7 +12,9 @@
      "source_val": {"accuracy": 71.3, "step": 9990},
      "config": {...}}
 
-``source_val`` (transfer runs) is the accuracy on the source's labelled validation split at the
+``evaluation_points`` (transfer runs with ``--model.evaluation_points K``) lists, per point, the
+step, every unsupervised validator's score and, under ``oracle``, the target test accuracy
+(:mod:`dabin.selection.probe`). ``source_val`` (transfer runs) is the accuracy on the source's labelled validation split at the
 last validation of training: how good the source classifier became, measured without target labels.
 
 ``gates.csv`` holds the BIN gate of every channel at the end of training
@@ -34,6 +36,7 @@ from dabin.analysis import gate_table, write_gate_csv
 from dabin.io import atomic_write_text
 from dabin.nn import gate_parameters
 from dabin.modules.base import DomainModule
+from dabin.modules.transfer import TransferModule
 from datamodules import DomainDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
@@ -126,6 +129,7 @@ class RunSummary(pl.Callback):
             "batch": batch_record(trainer, pl_module),
             "gate_lr": gate_lr_record(trainer, pl_module),
             "source_val": self.source_val,
+            "evaluation_points": pl_module.evaluation_records if isinstance(pl_module, TransferModule) else [],
             "config": self.config,
         }
         if gate_table(pl_module):

@@ -38,6 +38,7 @@ from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_m
 from dabin.nn import GateLrBase, NormName, add_domain_stats, check_norm, recalibrate_norm_stats, target_stats
 from dabin.modules.base import Batch, DomainModule
 from dabin.modules.schedules import dann_lr_factor, progress
+from dabin.selection.probe import evaluation_steps, probe
 from datamodules import TransferDataModule
 
 __all__ = ["DANN", "DomainStats", "MethodFactory", "MethodName", "TransferModule"]
@@ -103,6 +104,10 @@ class TransferModule(DomainModule):
             and pytorch-adapt do) or ``domain_specific`` (separate passes, and each domain keeps its
             own running statistics, DSBN-style: the target's are used to test on the target).
             Affine weights and BIN gates are shared in every case.
+        evaluation_points: How many times, evenly over training (the last at its end), to score the
+            model with every unsupervised validator (:mod:`dabin.selection`) and record, apart and
+            labelled oracle, its target test accuracy; stored in ``metrics.json``
+            (``evaluation_points``). 0: none. Does not change what training computes.
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class TransferModule(DomainModule):
         target_norm_stats: bool = False,
         method: MethodName | MethodFactory | None = None,
         domain_stats: DomainStats = "joint",
+        evaluation_points: int = 0,
     ) -> None:
         super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
         check_norm(norm)
@@ -171,10 +177,51 @@ class TransferModule(DomainModule):
         if domain_stats == "domain_specific":
             add_domain_stats(self)  # every norm layer, the bottleneck's too
         self.backbone_lr_mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if weights else 1.0)
+        if evaluation_points < 0:
+            raise DabinError(f"evaluation_points must be >= 0, got {evaluation_points}")
+        self.evaluation_records: list[dict[str, Any]] = []
 
     def forward(self, images: Tensor) -> Tensor:
         """Class logits ``(B, num_classes)``."""
         return self.classifier(self.bottleneck(self.backbone(images)))
+
+    def embed(self, images: Tensor) -> Tensor:
+        """The bottleneck features ``z`` (B, bottleneck_dim) the classifier reads."""
+        return self.bottleneck(self.backbone(images))
+
+    def classify_features(self, features: Tensor) -> Tensor:
+        """Class logits from bottleneck features."""
+        return self.classifier(features)
+
+    def target_context(self) -> contextlib.AbstractContextManager[None]:
+        """With ``domain_specific`` statistics, target images are evaluated with the target's."""
+        return target_stats(self) if self.domain_stats == "domain_specific" else contextlib.nullcontext()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """At an evaluation point, score the model with every validator (and the oracle, kept apart)."""
+        points = self.hparams.evaluation_points
+        datamodule = self.trainer.datamodule
+        if not points or not isinstance(datamodule, TransferDataModule) or self.trainer.sanity_checking:
+            return
+        if self.global_step not in evaluation_steps(self.total_steps, points):
+            return
+        if any(record["step"] == self.global_step for record in self.evaluation_records):
+            return  # accumulated gradients: several batches end on one step
+        was_training = self.training
+        self.eval()
+        # A data loader's iterator draws its base seed from torch's global generator: forked, so
+        # training after the point draws exactly what it would have without it.
+        try:
+            with torch.random.fork_rng(devices=[]):
+                point = probe(self, datamodule.val_dataloader(), datamodule.target_dataloader(),
+                              datamodule.test_dataloader()[0], self.global_step, self.device)
+        finally:
+            self.train(was_training)
+        self.evaluation_records.append(point.to_json())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Evaluation points so far travel with the checkpoint, so a resumed run keeps them."""
+        checkpoint["evaluation_points"] = list(self.evaluation_records)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The backbone at ``backbone_lr_mult × lr``; bottleneck and heads at ``lr``."""
@@ -202,6 +249,7 @@ class TransferModule(DomainModule):
         Their domain classifier was ``domain_classifier.*`` and their λ a ``grl.coeff`` buffer; it is
         now the DANN loss's ``discriminator`` and λ follows the trainer's progress.
         """
+        self.evaluation_records = list(checkpoint.get("evaluation_points", []))
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith("domain_classifier.") or k == "grl.coeff"]:
             value = state.pop(key)

@@ -1,0 +1,125 @@
+"""Evaluation points: a run scores every validator a few times during training, beside the oracle.
+
+At each point the model (in eval mode, no gradient) is run over the **labelled source validation
+split** and the **unlabelled target train split** (evaluation transform), and every validator of
+:mod:`dabin.selection.validators` scores it from those outputs alone. Kept apart and labelled
+``oracle``, the target test accuracy at the same point is recorded too: it is what a selection
+would have obtained, never what selects. A run's points go into its ``metrics.json``
+(``evaluation_points``), so a report can pick a point per validator and compare it with the last
+checkpoint and with the oracle's pick.
+
+A module that can be probed declares :class:`Probed`; a data module provides the three loaders of
+:class:`~datamodules.transfer.TransferDataModule` (``val_dataloader``, ``target_dataloader``,
+``test_dataloader`` with the target's test split first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from dabin.selection.validators import ValidationInputs, score_all
+
+__all__ = ["EvaluationPoint", "Probed", "evaluation_steps", "probe"]
+
+
+class Probed(Protocol):
+    """What a module provides to be probed: its features and its classifier on them."""
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Features ``(B, D)`` the classifier reads."""
+
+    def classify_features(self, features: Tensor) -> Tensor:
+        """Logits ``(B, C)`` from features."""
+
+    def target_context(self) -> contextlib.AbstractContextManager[None]:
+        """The state in which the module evaluates target images (e.g. target statistics)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationPoint:
+    """One evaluation point of a run.
+
+    Attributes:
+        step: Optimizer steps done.
+        scores: Validator name -> score (higher is better); computed without target labels.
+        oracle_target_test: Target test accuracy (%) at this step. Uses target labels: for
+            comparison only, never for selection.
+    """
+
+    step: int
+    scores: dict[str, float]
+    oracle_target_test: float
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in ``metrics.json``."""
+        return {"step": self.step, "scores": self.scores, "oracle": {"target_test_accuracy": self.oracle_target_test}}
+
+
+def evaluation_steps(total_steps: int, points: int) -> list[int]:
+    """``points`` steps spread evenly over training, the last one at its end (none if ``points`` is 0).
+
+    Args:
+        total_steps: Steps of the whole run.
+        points: How many evaluation points.
+
+    Returns:
+        Distinct steps in ``[1, total_steps]``, ascending.
+    """
+    if points <= 0 or total_steps <= 0:
+        return []
+    return sorted({max(1, round(total_steps * (i + 1) / points)) for i in range(points)})
+
+
+def _outputs(model: Probed, batches: Iterable[tuple[Tensor, ...]], device: torch.device,
+             keep_images: bool = False) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor | None]]:
+    for images, labels, *_ in batches:
+        features = model.embed(images.to(device))
+        yield (model.classify_features(features).float().cpu(), features.float().cpu(), labels,
+               images if keep_images else None)
+
+
+def _collect(model: Probed, batches: Iterable[tuple[Tensor, ...]], device: torch.device,
+             keep_images: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    parts = list(_outputs(model, batches, device, keep_images))
+    logits, features, labels = (torch.cat([p[i] for p in parts]) for i in range(3))
+    images = torch.cat([p[3] for p in parts if p[3] is not None]) if keep_images else None
+    return logits, features, labels, images
+
+
+@torch.no_grad()
+def probe(model: Probed, source_val: Iterable[tuple[Tensor, ...]], target_train: Iterable[tuple[Tensor, ...]],
+          target_test: Iterable[tuple[Tensor, ...]], step: int, device: torch.device) -> EvaluationPoint:
+    """Score the model now with every validator, and record the oracle's target test accuracy.
+
+    Args:
+        model: The module, already in eval mode.
+        source_val: Batches ``(images, labels, ...)`` of the labelled source validation split.
+        target_train: Batches of the target train split (labels present in the batches are not read).
+        target_test: Batches of the target test split (for the oracle only).
+        step: Steps done.
+        device: Where the model is.
+
+    Returns:
+        The evaluation point.
+    """
+    source_logits, source_features, source_labels, _ = _collect(model, source_val, device)
+    with model.target_context():
+        target_logits, target_features, _, target_images = _collect(model, target_train, device, keep_images=True)
+        test_logits, _, test_labels, _ = _collect(model, target_test, device)
+
+        def classify(images: Tensor) -> Tensor:
+            return model.classify_features(model.embed(images.to(device))).float().cpu()
+
+        classify_fn: Callable[[Tensor], Tensor] = classify
+        inputs = ValidationInputs(source_logits=source_logits, source_labels=source_labels.long(),
+                                  source_features=source_features, target_logits=target_logits,
+                                  target_features=target_features, target_images=target_images, classify=classify_fn)
+        scores = {name: float(value) for name, value in score_all(inputs).items()}
+    oracle = float((test_logits.argmax(1) == test_labels).float().mean() * 100)
+    return EvaluationPoint(step=step, scores=scores, oracle_target_test=oracle)

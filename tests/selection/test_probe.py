@@ -1,0 +1,54 @@
+"""Evaluation points: validators scored during training, the oracle kept apart, training unchanged."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dabin.cli import main
+from dabin.selection import VALIDATOR_NAMES
+from dabin.selection.probe import evaluation_steps
+
+DEMO = Path(__file__).resolve().parents[2] / "experiments" / "demo"
+
+
+def test_evaluation_steps_are_spread_and_end_at_the_last_step() -> None:
+    assert evaluation_steps(150, 5) == [30, 60, 90, 120, 150]
+    assert evaluation_steps(4, 8) == [1, 2, 3, 4]  # more points than steps: each step once
+    assert evaluation_steps(100, 0) == [] and evaluation_steps(0, 3) == []
+
+
+def _fit(folder: Path, *extra: str) -> dict:
+    status = main(["fit", "-c", str(DEMO / "dann.yaml"), "--data.task", "Ph->Sk", "--trainer.max_steps", "4",
+                   "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(folder), *extra])
+    assert status == 0
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_points_are_recorded_with_every_validator_and_the_oracle_apart(tmp_path: Path) -> None:
+    plain = _fit(tmp_path / "plain")
+    probed = _fit(tmp_path / "probed", "--model.evaluation_points", "2")
+    assert plain["evaluation_points"] == []
+    points = probed["evaluation_points"]
+    assert [p["step"] for p in points] == [2, 4]
+    for point in points:
+        assert list(point["scores"]) == list(VALIDATOR_NAMES)
+        assert all(math.isfinite(v) for v in point["scores"].values())
+        assert set(point["oracle"]) == {"target_test_accuracy"}
+    # The last point is the end of training: its oracle is the tested last checkpoint's accuracy.
+    assert points[-1]["oracle"]["target_test_accuracy"] == pytest.approx(probed["test"]["Sketch"]["accuracy"], abs=1e-4)
+    # Probing does not change what training computes: same weights, same test accuracy.
+    assert probed["average"] == plain["average"]
+    weights = [torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+               for run in ("plain", "probed")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_negative_points_are_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["fit", "-c", str(DEMO / "dann.yaml"), "--model.evaluation_points", "-1",
+                   "--trainer.default_root_dir", str(tmp_path)])
+    assert status == 2 and "evaluation_points must be >= 0, got -1" in capsys.readouterr().err
