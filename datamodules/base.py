@@ -51,6 +51,12 @@ class DomainDataModule(pl.LightningDataModule):
             embedded digits (a mirrored digit is another glyph).
     """
 
+    #: Names of the test loaders, in order (set in ``__init__`` by every subclass); the training
+    #: modules name their metrics after them.
+    eval_names: list[str]
+    #: Names of the validation loaders, in order.
+    val_names: list[str]
+
     def __init__(
         self,
         root: str | None = None,

@@ -23,6 +23,7 @@ from torchmetrics import MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from dabin.errors import DabinError
+from datamodules import DomainDataModule
 from dabin.nn import GATE_LR_BASES, GateLrBase, bin_param_groups, clamp_gates_
 
 __all__ = ["DomainModule", "NonFiniteLossError"]
@@ -126,9 +127,10 @@ class DomainModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Build one accuracy metric per evaluated set, named after the data module's loaders."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        test_names = list(getattr(datamodule, "eval_names", None) or [])
-        val_names = list(getattr(datamodule, "val_names", None) or test_names)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        # A DomainDataModule declares its loaders' names; any other data module's sets are unnamed.
+        test_names = list(datamodule.eval_names) if isinstance(datamodule, DomainDataModule) else []
+        val_names = list(datamodule.val_names) if isinstance(datamodule, DomainDataModule) else []
         for split, names in (("val", val_names), ("test", test_names)):
             self._eval_names[split] = names
             if split not in self._eval_metrics or len(self._eval_metrics[split]) != len(names):

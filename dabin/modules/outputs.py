@@ -37,7 +37,7 @@ from dabin.io import atomic_write_text
 from dabin.nn import gate_parameters
 from dabin.modules.base import DomainModule
 from dabin.modules.transfer import TransferModule
-from datamodules import DomainDataModule, TransferDataModule
+from datamodules import DomainDataModule, KFoldDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
 
@@ -106,7 +106,9 @@ class RunSummary(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        results: dict[str, dict[str, float | int]] = getattr(pl_module, "test_results", {})
+        if not isinstance(pl_module, DomainModule):
+            return
+        results = pl_module.test_results
         if not results:
             return
         folder = Path(trainer.default_root_dir)
@@ -116,13 +118,13 @@ class RunSummary(pl.Callback):
             "test": results,
             "average": sum(accuracies) / len(accuracies) if all(map(math.isfinite, accuracies)) else math.nan,
             "model_selection": MODEL_SELECTION,
-            "method": pl_module.method_name if isinstance(pl_module, DomainModule) else None,
-            "domain_stats": pl_module.domain_stats if isinstance(pl_module, DomainModule) else None,
-            "norm": getattr(pl_module.hparams, "norm", None),
-            "num_classes": getattr(pl_module, "num_classes", None),
-            "source": getattr(datamodule, "source_name", None),
-            "target": getattr(datamodule, "target_name", None),
-            "fold": getattr(datamodule, "fold", None),
+            "method": pl_module.method_name,
+            "domain_stats": pl_module.domain_stats,
+            "norm": pl_module.hparams.get("norm"),
+            "num_classes": pl_module.num_classes,
+            "source": datamodule.source_name if isinstance(datamodule, TransferDataModule) else None,
+            "target": datamodule.target_name if isinstance(datamodule, TransferDataModule) else None,
+            "fold": datamodule.fold if isinstance(datamodule, KFoldDataModule) else None,
             "seed": self.seed,
             "steps": trainer.global_step,
             "time_s": round(self.fit_seconds, 2),

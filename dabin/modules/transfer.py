@@ -260,7 +260,7 @@ class TransferModule(DomainModule):
         """With ``target_norm_stats`` or method ``adabn``, replace the norm layers' statistics by the target's."""
         datamodule = self.trainer.datamodule
         recalibrate = self.hparams.target_norm_stats or self.method_name == "adabn"
-        if recalibrate and datamodule is not None and hasattr(datamodule, "target_dataloader"):
+        if recalibrate and isinstance(datamodule, TransferDataModule):
             recalibrate_norm_stats(self, (images for images, *_ in datamodule.target_dataloader()), self.device)
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
