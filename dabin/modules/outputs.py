@@ -37,6 +37,7 @@ from dabin.io import atomic_write_text
 from dabin.nn import gate_parameters
 from dabin.modules.base import DomainModule
 from dabin.modules.transfer import TransferModule
+from dabin.record import GATES, METRICS
 from datamodules import DomainDataModule, KFoldDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
@@ -135,6 +136,6 @@ class RunSummary(pl.Callback):
             "config": self.config,
         }
         if gate_table(pl_module):
-            write_gate_csv(pl_module, folder / "gates.csv")
+            write_gate_csv(pl_module, folder / GATES)
         # metrics.json last: the sweep reads its presence as "the trainer finished".
-        atomic_write_text(folder / "metrics.json", json.dumps(summary, indent=1, default=str) + "\n")
+        atomic_write_text(folder / METRICS, json.dumps(summary, indent=1, default=str) + "\n")

@@ -20,10 +20,10 @@ from dabin.report.paired import paired_comparisons
 from dabin.report.plots import bar_chart_png
 from dabin.report.render import Figures, method_label, norm_label, render_report
 from dabin.report.tables import MixedTable, TransferTable, mixed_table, transfer_table
+from dabin.record import REPORT
 
 __all__ = ["REPORT", "Report", "build_report", "write_report"]
 
-REPORT = "report.md"
 
 
 @dataclasses.dataclass(frozen=True)

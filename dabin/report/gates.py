@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from dabin.report.inputs import Run, Sweep
+from dabin.record import GATES
 
 __all__ = ["GATES_FILE", "GatePool", "gate_histogram_png", "pool_gates", "stage_summary"]
 
 #: The gate table a BIN run's trainer writes into its run folder.
-GATES_FILE = "gates.csv"
+GATES_FILE = GATES
 #: The norm whose gates are learned (``in`` and ``bnin`` have fixed gates: nothing to look at).
 _LEARNED = "bin"
 

@@ -16,7 +16,8 @@ from typing import Any
 from dabin.errors import DabinError
 from dabin.report.paper import PAPER_TASKS
 from dabin.sweep.jobs import Job, run_state
-from dabin.sweep.results import MANIFEST, RESULTS, read_results
+from dabin.record import MANIFEST, RESULTS
+from dabin.sweep.results import read_results
 from dabin.sweep.spec import METHODS, format_task
 
 __all__ = ["MANIFEST", "RESULTS", "Run", "Sweep", "load_sweep", "plain_domain", "task_order"]

@@ -27,7 +27,8 @@ from dabin.io import WriteError, atomic_write_text
 from dabin.sweep.jobs import DEFAULT_COMMAND, Job, Outcome, expand_jobs, run_state
 from dabin.sweep.launchers import LAUNCHERS, make_launcher
 from dabin.sweep.progress import Progress
-from dabin.sweep.results import MANIFEST, RESULTS, collect_results, write_results
+from dabin.record import MANIFEST, RESULTS
+from dabin.sweep.results import collect_results, write_results
 from dabin.sweep.spec import SweepSpec, load_spec, narrow
 
 __all__ = ["COMMAND_VARIABLE", "main"]

@@ -40,6 +40,7 @@ from dabin.errors import EXIT_PREEMPTED
 from dabin.io import WriteError, atomic_write_text, checkpoint_problem
 from dabin.methods.names import TRANSFER_METHODS
 from dabin.sweep.spec import METHODS, SweepSpec, format_task
+from dabin.record import DONE, FAILED, JOB, LOG, METRICS
 
 __all__ = [
     "DEFAULT_COMMAND",
@@ -193,17 +194,17 @@ def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, 
 
 def run_state(run_dir: Path) -> RunState:
     """Where a run stands: ``done``, ``failed`` (last attempt), ``incomplete`` (started) or ``missing``."""
-    if (run_dir / "done").is_file():
+    if (run_dir / DONE).is_file():
         return "done"
-    if (run_dir / "failed").is_file():
+    if (run_dir / FAILED).is_file():
         return "failed"
-    return "incomplete" if (run_dir / "job.json").is_file() else "missing"
+    return "incomplete" if (run_dir / JOB).is_file() else "missing"
 
 
 def failure_reason(run_dir: Path) -> str:
     """The reason stored in a failed run's marker (empty if none)."""
     try:
-        return (run_dir / "failed").read_text().strip()
+        return (run_dir / FAILED).read_text().strip()
     except FileNotFoundError:
         return ""
 
@@ -270,7 +271,7 @@ def check_metrics(run_dir: Path, expected: Sequence[str] = ()) -> tuple[float | 
         expected: Evaluated sets the results must have (a transfer run's target), any spelling.
     """
     try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = json.loads((run_dir / METRICS).read_text())
     except FileNotFoundError:
         return None, "trainer exited without writing metrics.json"
     except json.JSONDecodeError as error:
@@ -312,12 +313,12 @@ def _outcome(job: Job, run_dir: Path, code: int, seconds: float) -> Outcome:
     if code == 0:
         accuracy, problem = check_metrics(run_dir, [job.target] if job.target else [])
         if not problem:
-            atomic_write_text(run_dir / "done", json.dumps({"seconds": round(seconds, 1),
+            atomic_write_text(run_dir / DONE, json.dumps({"seconds": round(seconds, 1),
                                                             "finished": time.time()}) + "\n")
             return Outcome(job, run_dir, "ok", accuracy=accuracy, seconds=seconds)
         reason = problem
     else:
-        log = run_dir / "log.txt"
+        log = run_dir / LOG
         disk_full = _disk_full_line(log)
         # A trainer killed by a pre-emption signal before it could handle it (still starting up)
         # is pre-empted all the same: its last checkpoint, if any, is good.
@@ -325,7 +326,7 @@ def _outcome(job: Job, run_dir: Path, code: int, seconds: float) -> Outcome:
         if preempted or disk_full:
             # Not the run's fault: leave it incomplete, so the next attempt resumes it from its
             # checkpoint, and do not count it as a failure.
-            (run_dir / "metrics.json").unlink(missing_ok=True)
+            (run_dir / METRICS).unlink(missing_ok=True)
             reason = disk_full or ("pre-empted (checkpoint saved)" if code == EXIT_PREEMPTED else
                                    f"pre-empted by signal {-code} before training started")
             return Outcome(job, run_dir, "interrupted", reason=reason, seconds=seconds, fault=disk_full)
@@ -333,7 +334,7 @@ def _outcome(job: Job, run_dir: Path, code: int, seconds: float) -> Outcome:
             reason = f"killed by signal {-code} ({_last_error_line(log)})"
         else:
             reason = f"exit status {code}: {_last_error_line(log)}"
-    atomic_write_text(run_dir / "failed", reason + "\n")
+    atomic_write_text(run_dir / FAILED, reason + "\n")
     return Outcome(job, run_dir, "failed", reason=reason, seconds=seconds)
 
 
@@ -389,7 +390,7 @@ class RunningJob:
         with contextlib.suppress(OSError):
             self._log.close()
         # A trainer stopped by the sweep may still have written metrics; they must not count.
-        (self.run_dir / "metrics.json").unlink(missing_ok=True)
+        (self.run_dir / METRICS).unlink(missing_ok=True)
         return Outcome(self.job, self.run_dir, "interrupted", seconds=time.monotonic() - self.started)
 
 
@@ -565,20 +566,20 @@ def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
         _warn(message)
 
     ckpt = _resume_checkpoint(run_dir, state, warn)
-    for stale in ("metrics.json", "failed", "done"):
+    for stale in (METRICS, FAILED, DONE):
         (run_dir / stale).unlink(missing_ok=True)
-    atomic_write_text(run_dir / "job.json", json.dumps(job.to_json(), indent=1) + "\n")
+    atomic_write_text(run_dir / JOB, json.dumps(job.to_json(), indent=1) + "\n")
     command = job_command(job, run_dir, base, ckpt)
     try:
-        log = open(run_dir / "log.txt", "ab")
+        log = open(run_dir / LOG, "ab")
         for note in notes:
             log.write(f"[dabin sweep] warning: {note}\n".encode())
         log.write(f"[dabin sweep] {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
         log.flush()
     except OSError as error:
-        raise WriteError(run_dir / "log.txt", error) from None
+        raise WriteError(run_dir / LOG, error) from None
     if worker is not None:
-        worker.send(command[len(_DABIN):], run_dir / "log.txt")
+        worker.send(command[len(_DABIN):], run_dir / LOG)
         return WorkerJob(job, run_dir, worker, log)
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -20,13 +20,12 @@ from dabin.errors import DabinError
 from dabin.io import atomic_open
 from dabin.sweep.jobs import Job, failure_reason, run_state
 from dabin.sweep.spec import METHODS
+from dabin.record import MANIFEST, METRICS, RESULTS
 
-__all__ = ["COLUMNS", "MANIFEST", "RESULTS", "REQUIRED", "STATUSES", "collect_results", "format_batch", "format_gate_lr", "read_results",
+__all__ = ["COLUMNS", "REQUIRED", "STATUSES", "collect_results", "format_batch", "format_gate_lr", "read_results",
            "write_results"]
 
 #: File names of a sweep folder: the results table and the manifest (spec identity and job list).
-RESULTS = "results.csv"
-MANIFEST = "sweep.json"
 COLUMNS: tuple[str, ...] = ("run", "method", "norm", "task", "source", "target", "seed", "fold", "domain",
                             "accuracy", "n", "status", "reason", "steps", "time_s", "model_selection", "batch",
                             "gate_lr", "domain_stats", "source_val")
@@ -65,7 +64,7 @@ def _run_rows(job: Job, run_dir: Path) -> list[dict[str, Any]]:
     reason = failure_reason(run_dir) if state == "failed" else ""
     if state == "done":
         try:
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            metrics = json.loads((run_dir / METRICS).read_text())
             return [{**base, "domain": domain, "accuracy": round(float(entry["accuracy"]), 4), "n": int(entry["n"]),
                      "status": "ok", "steps": metrics.get("steps", ""),
                      "time_s": round(float(metrics["time_s"]), 1) if "time_s" in metrics else "",
