@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from dabin.errors import DabinError
+
 __all__ = ["FONT_FILES", "font_paths", "render_font_digits"]
 
 #: matplotlib's fonts whose digits are ordinary glyphs (its symbol and fallback fonts are left out).
@@ -41,7 +43,8 @@ def font_paths() -> list[Path]:
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     paths = [folder / name for name in FONT_FILES if (folder / name).is_file()]
     if not paths:
-        raise FileNotFoundError(f"none of matplotlib's fonts found under {folder}")
+        raise DabinError(f"none of matplotlib's fonts ({', '.join(FONT_FILES[:2])}, ...) found under {folder}; "
+                         "reinstall matplotlib")
     return paths
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dabin.io import atomic_open
+from dabin.io import WriteError, atomic_open
 from datamodules.cache import default_cache_dir
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -166,8 +166,12 @@ def embedded_weights(cache_dir: str | os.PathLike[str] | None = None, seed: int 
     path = folder / _FILE
     if path.is_file():
         return path
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / ".lock", "w")
+    except OSError as error:
+        raise WriteError(folder, error) from None
+    with lock:
         # One maker at a time: the others wait here and find the file made.
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.is_file():

@@ -180,6 +180,7 @@ class TransferModule(DomainModule):
         if evaluation_points < 0:
             raise DabinError(f"evaluation_points must be >= 0, got {evaluation_points}")
         self.evaluation_records: list[dict[str, Any]] = []
+        self._evaluation_steps: frozenset[int] = frozenset()
 
     def forward(self, images: Tensor) -> Tensor:
         """Class logits ``(B, num_classes)``."""
@@ -199,11 +200,8 @@ class TransferModule(DomainModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """At an evaluation point, score the model with every validator (and the oracle, kept apart)."""
-        points = self.hparams.evaluation_points
         datamodule = self.trainer.datamodule
-        if not points or not isinstance(datamodule, TransferDataModule) or self.trainer.sanity_checking:
-            return
-        if self.global_step not in evaluation_steps(self.total_steps, points):
+        if self.global_step not in self._evaluation_steps or not isinstance(datamodule, TransferDataModule):
             return
         if any(record["step"] == self.global_step for record in self.evaluation_records):
             return  # accumulated gradients: several batches end on one step
@@ -218,6 +216,11 @@ class TransferModule(DomainModule):
         finally:
             self.train(was_training)
         self.evaluation_records.append(point.to_json())
+
+    def on_fit_start(self) -> None:
+        """The steps of the evaluation points, once the trainer knows the run's length."""
+        super().on_fit_start()
+        self._evaluation_steps = frozenset(evaluation_steps(self.total_steps, self.hparams.evaluation_points))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Evaluation points so far travel with the checkpoint, so a resumed run keeps them."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import torch
@@ -76,20 +76,17 @@ def evaluation_steps(total_steps: int, points: int) -> list[int]:
     return sorted({max(1, round(total_steps * (i + 1) / points)) for i in range(points)})
 
 
-def _outputs(model: Probed, batches: Iterable[tuple[Tensor, ...]], device: torch.device,
-             keep_images: bool = False) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor | None]]:
-    for images, labels, *_ in batches:
-        features = model.embed(images.to(device))
-        yield (model.classify_features(features).float().cpu(), features.float().cpu(), labels,
-               images if keep_images else None)
-
-
 def _collect(model: Probed, batches: Iterable[tuple[Tensor, ...]], device: torch.device,
              keep_images: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    parts = list(_outputs(model, batches, device, keep_images))
-    logits, features, labels = (torch.cat([p[i] for p in parts]) for i in range(3))
-    images = torch.cat([p[3] for p in parts if p[3] is not None]) if keep_images else None
-    return logits, features, labels, images
+    """Logits, features and labels over all batches (and the images, if kept), on the CPU."""
+    logits, features, labels, images = [], [], [], []
+    for batch_images, batch_labels, *_ in batches:
+        batch_features = model.embed(batch_images.to(device))
+        logits.append(model.classify_features(batch_features).float().cpu())
+        features.append(batch_features.float().cpu())
+        labels.append(batch_labels)
+        images.append(batch_images)
+    return torch.cat(logits), torch.cat(features), torch.cat(labels), torch.cat(images) if keep_images else None
 
 
 @torch.no_grad()
@@ -116,10 +113,9 @@ def probe(model: Probed, source_val: Iterable[tuple[Tensor, ...]], target_train:
         def classify(images: Tensor) -> Tensor:
             return model.classify_features(model.embed(images.to(device))).float().cpu()
 
-        classify_fn: Callable[[Tensor], Tensor] = classify
         inputs = ValidationInputs(source_logits=source_logits, source_labels=source_labels.long(),
                                   source_features=source_features, target_logits=target_logits,
-                                  target_features=target_features, target_images=target_images, classify=classify_fn)
+                                  target_features=target_features, target_images=target_images, classify=classify)
         scores = {name: float(value) for name, value in score_all(inputs).items()}
     oracle = float((test_logits.argmax(1) == test_labels).float().mean() * 100)
     return EvaluationPoint(step=step, scores=scores, oracle_target_test=oracle)

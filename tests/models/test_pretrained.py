@@ -63,3 +63,12 @@ def test_another_architecture_is_told_what_the_embedded_weights_fit() -> None:
         resnet18(norm="bn", weights=EMBEDDED_WEIGHTS, width=16, small_input=True)
     with pytest.raises(DabinError, match="width 64"):
         resnet18(norm="bn", weights="IMAGENET1K_V1", width=8)
+
+
+def test_a_cache_that_cannot_be_written_is_one_error_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be\n")
+    with pytest.raises(DabinError, match="not-a-folder") as caught:
+        embedded_weights(blocker, recipe=TINY)
+    assert "\n" not in str(caught.value)
+    assert blocker.read_text() == "a file where the cache folder should be\n"
