@@ -1,11 +1,10 @@
-"""The run record's files: every name a run, a sweep or a report writes or reads, defined once.
+"""The run record: what a run leaves behind, its files and its schema, defined once.
 
 A run folder (``--trainer.default_root_dir``; in a sweep, one folder per job)::
 
     job.json       the sweep job's arguments (written by the sweep before the run starts)
     log.txt        the trainer's stdout and stderr (sweep runs)
-    metrics.json   the run's result (:class:`dabin.modules.RunSummary`; schema in
-                   :mod:`dabin.modules.outputs`), written last and atomically by the trainer
+    metrics.json   the run's record (:class:`RunRecord`), written last and atomically by the trainer
     gates.csv      every BIN gate at the end of training (BIN models)
     done           marker: the sweep checked metrics.json; only this makes a run finished
     failed         marker holding the one-line reason of the last failure
@@ -13,11 +12,57 @@ A run folder (``--trainer.default_root_dir``; in a sweep, one folder per job)::
 A sweep folder adds ``sweep.json`` (the manifest: spec, fingerprint, job list), ``results.csv``
 (an export of the finished runs' records, one row per evaluated domain, plus one row per failed
 run) and the report's ``report.md``.
+
+The trainer writes a :class:`RunRecord` (:meth:`RunRecord.write`); the sweep reads it to decide
+that a run is done and to export ``results.csv``; the report reads it for the evaluation points
+(model selection without target labels). :meth:`RunRecord.read` checks every field it reads and
+names the field and the value of the first problem, so a damaged or hand-edited record is one line.
+
+``metrics.json``, for a transfer run with evaluation points::
+
+    {"test": {"Clipart": {"accuracy": 63.2, "n": 872}},
+     "average": 63.2, "model_selection": "last checkpoint (no selection on target labels)",
+     "method": "dann", "norm": "bin", "domain_stats": "joint", "num_classes": 65,
+     "source": "Art", "target": "Clipart", "fold": null, "seed": 0, "steps": 10000, "time_s": 812.4,
+     "batch": {"per_device": {"source": 32, "target": 32}, "devices": 1, "accumulate_grad_batches": 1,
+               "effective": {"source": 32, "target": 32}, "effective_images": 64},
+     "gate_lr": {"mult": 10.0, "of": "group", "initial_lr": [0.01]},
+     "source_val": {"accuracy": 71.3, "step": 9990},
+     "evaluation_points": [{"step": 2000, "scores": {"source_val": 65.1, "entropy": -1.3, ...},
+                            "oracle": {"target_test_accuracy": 58.0}}, ...],
+     "config": {...}}
 """
 
 from __future__ import annotations
 
-__all__ = ["DONE", "FAILED", "GATES", "JOB", "LOG", "MANIFEST", "METRICS", "REPORT", "RESULTS"]
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dabin.errors import DabinError
+from dabin.io import atomic_write_text
+
+__all__ = [
+    "DONE",
+    "FAILED",
+    "GATES",
+    "JOB",
+    "LOG",
+    "MANIFEST",
+    "METRICS",
+    "REPORT",
+    "RESULTS",
+    "BatchRecord",
+    "EvaluationPoint",
+    "GateLrRecord",
+    "RecordError",
+    "RunRecord",
+    "SourceVal",
+    "TestResult",
+]
 
 JOB = "job.json"
 LOG = "log.txt"
@@ -28,3 +73,274 @@ FAILED = "failed"
 MANIFEST = "sweep.json"
 RESULTS = "results.csv"
 REPORT = "report.md"
+
+
+class RecordError(DabinError):
+    """A run record that cannot be read: the message names the field and the value."""
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, optional: bool = False) -> Any:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    # bool is an int to Python, never a count or a number in a record.
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise RecordError(f"{where}: {key} is {value!r}")
+    return value
+
+
+def _percentage(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecordError(f"{what} is {value!r} (NaN or missing)")
+    if not 0 <= value <= 100:
+        raise RecordError(f"{what} is {value!r}, not a percentage")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class TestResult:
+    """Accuracy on one evaluated set.
+
+    Attributes:
+        accuracy: Top-1 accuracy (%).
+        n: Images evaluated.
+    """
+
+    accuracy: float
+    n: int
+
+    @classmethod
+    def from_json(cls, name: str, data: Any) -> TestResult:
+        """Parse one ``test`` entry (``name`` is for messages)."""
+        if not isinstance(data, Mapping):
+            raise RecordError(f"test result of {name!r} is {data!r}")
+        accuracy = _percentage(data.get("accuracy"), f"accuracy of {name!r}")
+        count = data.get("n")
+        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+            raise RecordError(f"n of {name!r} is {count!r}, not a positive number of test images")
+        return cls(accuracy=accuracy, n=count)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceVal:
+    """Accuracy on the source's labelled validation split at the run's last validation.
+
+    Attributes:
+        accuracy: Accuracy (%).
+        step: Optimizer steps done then.
+    """
+
+    accuracy: float
+    step: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRecord:
+    """The batch one optimizer step saw: per device × devices × accumulation.
+
+    Attributes:
+        per_device: Images per kind (``source``, ``target``; ``images`` for mixed runs) per device.
+        devices: Processes.
+        accumulate_grad_batches: Batches accumulated per step.
+        effective: Images per kind per optimizer step.
+        effective_images: Their sum.
+    """
+
+    per_device: dict[str, int]
+    devices: int
+    accumulate_grad_batches: int
+    effective: dict[str, int]
+    effective_images: int
+
+    def text(self) -> str:
+        """``32+32 on 1 device`` (effective counts per kind, joined by +)."""
+        text = "+".join(str(count) for count in self.effective.values())
+        text += f" on {self.devices} device{'s' if self.devices != 1 else ''}"
+        return text + (f", {self.accumulate_grad_batches} accumulated" if self.accumulate_grad_batches != 1 else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateLrRecord:
+    """The BIN gates' learning rate: ``mult`` × the rate of ``of`` (``group`` or ``base``).
+
+    Attributes:
+        mult: The multiplier.
+        of: What it multiplies.
+        initial_lr: The gates' initial rates.
+    """
+
+    mult: float
+    of: str
+    initial_lr: list[float]
+
+    def text(self) -> str:
+        """``10× group rate``."""
+        return f"{self.mult:g}× {self.of} rate"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationPoint:
+    """One evaluation point of a run (:mod:`dabin.selection.probe`).
+
+    Attributes:
+        step: Optimizer steps done.
+        scores: Validator name -> score (higher is better); computed without target labels.
+        oracle_target_test: Target test accuracy (%) at this step. Uses target labels: for
+            comparison only, never for selection.
+    """
+
+    step: int
+    scores: dict[str, float]
+    oracle_target_test: float
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in ``metrics.json``: the oracle under its own key."""
+        return {"step": self.step, "scores": self.scores, "oracle": {"target_test_accuracy": self.oracle_target_test}}
+
+    @classmethod
+    def from_json(cls, index: int, data: Any) -> EvaluationPoint:
+        """Parse one entry of ``evaluation_points`` (``index`` is for messages)."""
+        where = f"evaluation_points[{index}]"
+        if not isinstance(data, Mapping):
+            raise RecordError(f"{where} is {data!r}")
+        step = _field(data, "step", int, where)
+        scores = _field(data, "scores", dict, where)
+        for name, value in scores.items():
+            # A validator may be undefined at a point (NaN, e.g. one class predicted): kept as NaN.
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise RecordError(f"{where}: score {name} is {value!r}")
+        oracle = _field(data, "oracle", dict, where)
+        accuracy = _percentage(oracle.get("target_test_accuracy"), f"{where}: oracle target_test_accuracy")
+        return cls(step=step, scores={str(k): float(v) for k, v in scores.items()}, oracle_target_test=accuracy)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """A run's record (``metrics.json``): its result, its identity, how it ran, its evaluation points.
+
+    Attributes:
+        test: Evaluated set -> result: a transfer run's target (its test split) first, a mixed run's
+            domains (its held-out fold); with ``test_all_splits``, ``<domain>/<split>`` entries too.
+        average: Mean accuracy over ``test`` (%).
+        model_selection: The rule that chose the tested weights.
+        method: The method's name (``dann``, ``source_only``, ``mixed``, ...).
+        norm: Normalization layer.
+        domain_stats: How the domains shared normalization statistics (transfer runs).
+        num_classes: Classes.
+        source: Source domain (transfer runs).
+        target: Target domain (transfer runs).
+        fold: Held-out fold (mixed runs).
+        seed: The run's seed.
+        steps: Optimizer steps done.
+        time_s: Seconds spent in fitting.
+        batch: The batch one optimizer step saw.
+        gate_lr: The BIN gates' learning rate (models with gates).
+        source_val: Source validation accuracy at the last validation (transfer runs).
+        evaluation_points: Validator scores and the oracle during training, by step.
+        config: The run's configuration as the CLI parsed it.
+    """
+
+    test: dict[str, TestResult]
+    average: float
+    method: str
+    model_selection: str = ""
+    norm: str | None = None
+    domain_stats: str | None = None
+    num_classes: int | None = None
+    source: str | None = None
+    target: str | None = None
+    fold: int | None = None
+    seed: int | None = None
+    steps: int | None = None
+    time_s: float | None = None
+    batch: BatchRecord | None = None
+    gate_lr: GateLrRecord | None = None
+    source_val: SourceVal | None = None
+    evaluation_points: tuple[EvaluationPoint, ...] = ()
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def target_result(self) -> TestResult | None:
+        """A transfer run's result on its target's test split (None for mixed runs)."""
+        return self.test.get(self.target) if self.target is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        """As written to ``metrics.json``."""
+        data = dataclasses.asdict(self)
+        data["evaluation_points"] = [point.to_json() for point in self.evaluation_points]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunRecord:
+        """Parse and check a record.
+
+        Raises:
+            RecordError: A missing or malformed field; the message names it and its value.
+        """
+        if not isinstance(data, Mapping):
+            raise RecordError(f"a run record is a JSON object, got {type(data).__name__}")
+        test = data.get("test")
+        if not isinstance(test, Mapping) or not test:
+            raise RecordError("no test results")
+        results = {str(name): TestResult.from_json(str(name), entry) for name, entry in test.items()}
+        average = data.get("average")
+        if isinstance(average, bool) or not isinstance(average, (int, float)):
+            average = sum(r.accuracy for r in results.values()) / len(results)
+        where = "record"
+        batch = _field(data, "batch", dict, where, optional=True)
+        gate_lr = _field(data, "gate_lr", dict, where, optional=True)
+        source_val = _field(data, "source_val", dict, where, optional=True)
+        points = _field(data, "evaluation_points", list, where, optional=True) or []
+        try:
+            return cls(
+                test=results, average=float(average), method=str(_field(data, "method", str, where)),
+                model_selection=str(data.get("model_selection") or ""),
+                norm=_field(data, "norm", str, where, optional=True),
+                domain_stats=_field(data, "domain_stats", str, where, optional=True),
+                num_classes=_field(data, "num_classes", int, where, optional=True),
+                source=_field(data, "source", str, where, optional=True),
+                target=_field(data, "target", str, where, optional=True),
+                fold=_field(data, "fold", int, where, optional=True),
+                seed=_field(data, "seed", int, where, optional=True),
+                steps=_field(data, "steps", int, where, optional=True),
+                time_s=_field(data, "time_s", (int, float), where, optional=True),
+                batch=BatchRecord(**batch) if batch is not None else None,
+                gate_lr=GateLrRecord(**gate_lr) if gate_lr is not None else None,
+                source_val=SourceVal(accuracy=float(source_val["accuracy"]), step=int(source_val["step"]))
+                if source_val is not None else None,
+                evaluation_points=tuple(EvaluationPoint.from_json(i, p) for i, p in enumerate(points)),
+                config=dict(data.get("config") or {}),
+            )
+        except RecordError:
+            raise
+        except (TypeError, KeyError, ValueError) as error:
+            raise RecordError(f"a field has the wrong shape ({error})") from None
+
+    def write(self, folder: Path) -> Path:
+        """Write ``metrics.json`` into ``folder`` atomically (a reader sees all of it or nothing)."""
+        path = Path(folder) / METRICS
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1, default=str) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> RunRecord:
+        """Read a run folder's ``metrics.json``.
+
+        Raises:
+            RecordError: No file, not JSON, or a field :meth:`from_json` refuses; the message
+                starts with ``metrics.json`` and names the problem.
+        """
+        path = Path(folder) / METRICS
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise RecordError(f"{METRICS} not found") from None
+        except OSError as error:
+            raise RecordError(f"{METRICS} unreadable ({error})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise RecordError(f"{METRICS} is not valid JSON ({error})") from None
+        try:
+            return cls.from_json(data)
+        except RecordError as error:
+            raise RecordError(f"{METRICS}: {error}") from None

@@ -116,7 +116,7 @@ class DomainDataModule(pl.LightningDataModule):
             return ImageDataset(samples, self.train_transform, self.short_side, self.cache)
         return ImageDataset(samples, self.to_tensor, self.short_side, self.cache, crop=self.image_size)
 
-    def loader(self, dataset: ImageDataset, sampler: Sampler[int] | None = None, shuffle: bool = False,
+    def loader(self, dataset: ImageDataset, sampler: Sampler[int] | Sequence[int] | None = None, shuffle: bool = False,
                drop_last: bool = False) -> DataLoader:
         """A DataLoader with this module's batch size and workers.
 

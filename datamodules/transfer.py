@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 
-from torch.utils.data import DataLoader, RandomSampler
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from dabin.errors import DabinError
 from datamodules.base import DomainDataModule
@@ -133,6 +134,32 @@ class TransferDataModule(DomainDataModule):
     def target_dataloader(self) -> DataLoader:
         """The target's train split, unlabelled use only, with the evaluation transform (e.g. for AdaBN)."""
         return self.loader(self.dataset(self.splits[self.target_name][0], train=False))
+
+    def probe_dataloaders(self, max_target_images: int | None = None) -> tuple[DataLoader, DataLoader, DataLoader]:
+        """Whole-split loaders for an evaluation point: source val, target train (unlabelled), target test.
+
+        Unlike the trainer's loaders they are never split among processes: the point is scored by
+        one process over every image, so its record does not depend on the number of devices.
+
+        Args:
+            max_target_images: Score at most this many target train images, a fixed random subset
+                (seeded by ``seed``, the same at every point of the run); None: all of them. Caps
+                the memory MixVal needs, which keeps the images it mixes.
+
+        Returns:
+            ``(source validation, target train, target test)`` loaders, in file order.
+        """
+        def whole(samples: list[Sample], indices: list[int] | None = None) -> DataLoader:
+            dataset = self.dataset(samples, train=False)
+            return self.loader(dataset, sampler=indices if indices is not None else SequentialSampler(dataset))
+
+        target_train = self.splits[self.target_name][0]
+        subset = None
+        if max_target_images is not None and len(target_train) > max_target_images:
+            generator = torch.Generator().manual_seed(self.seed)
+            subset = sorted(torch.randperm(len(target_train), generator=generator)[:max_target_images].tolist())
+        return (whole(self.splits[self.source_name][1]), whole(target_train, subset),
+                whole(self.splits[self.target_name][1]))
 
     def predict_dataloader(self) -> list[DataLoader]:
         """The test loaders (the target's test split first)."""

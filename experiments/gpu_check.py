@@ -318,8 +318,9 @@ def _dann_throughput(config: Config, norm: str, precision: str, root: Path) -> f
     pl.seed_everything(0, verbose=False)
     data = TransferDataModule(root=str(root), task="Ar->Cl", image_size=config.dann_size,
                               batch_size=config.dann_batch, num_workers=config.workers)
+    # No evaluation points: they would stop the clock's steps to score validators.
     model = TransferModule(num_classes=data.num_classes, norm=norm, weights=None,  # type: ignore[arg-type]
-                 width=config.dann_width)
+                           width=config.dann_width, evaluation_points=0)
     trainer = pl.Trainer(
         accelerator="gpu" if config.device.type == "cuda" else "cpu", devices=1,
         precision="bf16-mixed" if precision == "bf16" else "32-true",

@@ -1,30 +1,13 @@
-"""What a run leaves in its folder besides checkpoints and logs: ``metrics.json`` and ``gates.csv``.
+"""The callback that writes a run's record (:class:`dabin.record.RunRecord`) and its BIN gates.
 
-``metrics.json`` is the run's result as the sweep and the report read it::
-
-    {"test": {"<evaluated set>": {"accuracy": 63.2, "n": 872}, ...},
-     "average": 63.2, "model_selection": "...", "method": "dann", "norm": "bin",
-     "source": "Art", "target": "Clipart", "fold": null, "seed": 0, "steps": 10000,
-     "time_s": 812.4,
-     "batch": {"per_device": {"source": 32, "target": 32}, "devices": 1, "accumulate_grad_batches": 1,
-               "effective": {"source": 32, "target": 32}, "effective_images": 64},
-     "gate_lr": {"mult": 10.0, "of": "group", "initial_lr": [0.01]},
-     "source_val": {"accuracy": 71.3, "step": 9990},
-     "config": {...}}
-
-``evaluation_points`` (transfer runs with ``--model.evaluation_points K``) lists, per point, the
-step, every unsupervised validator's score and, under ``oracle``, the target test accuracy
-(:mod:`dabin.selection.probe`). ``source_val`` (transfer runs) is the accuracy on the source's labelled validation split at the
-last validation of training: how good the source classifier became, measured without target labels.
-
-``gates.csv`` holds the BIN gate of every channel at the end of training
-(:func:`dabin.analysis.write_gate_csv`). Both are written atomically after testing, so a file that
-exists is complete.
+``metrics.json`` (schema: :mod:`dabin.record`) and ``gates.csv`` (every BIN gate at the end of
+training, :func:`dabin.analysis.write_gate_csv`) are written atomically after testing, so a file
+that exists is complete; ``metrics.json`` last, since the sweep reads its presence as "the trainer
+finished".
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -33,11 +16,10 @@ from typing import Any
 import pytorch_lightning as pl
 
 from dabin.analysis import gate_table, write_gate_csv
-from dabin.io import atomic_write_text
 from dabin.nn import gate_parameters
 from dabin.modules.base import DomainModule
 from dabin.modules.transfer import TransferModule
-from dabin.record import GATES, METRICS
+from dabin.record import GATES, BatchRecord, GateLrRecord, RunRecord, SourceVal, TestResult
 from datamodules import DomainDataModule, KFoldDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
@@ -46,7 +28,7 @@ __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
 MODEL_SELECTION = "last checkpoint (no selection on target labels)"
 
 
-def batch_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any] | None:
+def batch_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> BatchRecord | None:
     """The batch one optimizer step sees: per device × devices × accumulation (None if unknown).
 
     Under DDP every process draws its own ``batch_size`` (per domain, for transfer), so the
@@ -58,19 +40,19 @@ def batch_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str
     per_device = pl_module.batch_composition(datamodule.batch_size)
     scale = trainer.world_size * trainer.accumulate_grad_batches
     effective = {kind: count * scale for kind, count in per_device.items()}
-    return {"per_device": per_device, "devices": trainer.world_size,
-            "accumulate_grad_batches": trainer.accumulate_grad_batches, "effective": effective,
-            "effective_images": sum(effective.values())}
+    return BatchRecord(per_device=per_device, devices=trainer.world_size,
+                       accumulate_grad_batches=trainer.accumulate_grad_batches, effective=effective,
+                       effective_images=sum(effective.values()))
 
 
-def gate_lr_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any] | None:
+def gate_lr_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> GateLrRecord | None:
     """What the gates' learning rate was: the multiplier, what it multiplies, the initial rates."""
     if not isinstance(pl_module, DomainModule) or not gate_parameters(pl_module):
         return None
     gate_ids = {id(p) for p in gate_parameters(pl_module)}
     rates = sorted({group.get("initial_lr", group["lr"]) for optimizer in trainer.optimizers
                     for group in optimizer.param_groups if any(id(p) in gate_ids for p in group["params"])})
-    return {"mult": pl_module.hparams.gate_lr_mult, "of": pl_module.hparams.gate_lr_base, "initial_lr": rates}
+    return GateLrRecord(mult=pl_module.hparams.gate_lr_mult, of=pl_module.hparams.gate_lr_base, initial_lr=rates)
 
 
 class RunSummary(pl.Callback):
@@ -86,7 +68,7 @@ class RunSummary(pl.Callback):
         self.seed = seed
         self._fit_started: float | None = None
         self.fit_seconds = 0.0
-        self.source_val: dict[str, float | int] | None = None
+        self.source_val: SourceVal | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A transfer run validates on the source's validation split only (a mixed run validates on
@@ -95,7 +77,7 @@ class RunSummary(pl.Callback):
             return
         value = trainer.callback_metrics.get("val/acc/avg")
         if value is not None:
-            self.source_val = {"accuracy": round(float(value), 4), "step": trainer.global_step}
+            self.source_val = SourceVal(accuracy=round(float(value), 4), step=trainer.global_step)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_started = time.monotonic()
@@ -115,27 +97,27 @@ class RunSummary(pl.Callback):
         folder = Path(trainer.default_root_dir)
         datamodule = trainer.datamodule
         accuracies = [float(entry["accuracy"]) for entry in results.values()]
-        summary = {
-            "test": results,
-            "average": sum(accuracies) / len(accuracies) if all(map(math.isfinite, accuracies)) else math.nan,
-            "model_selection": MODEL_SELECTION,
-            "method": pl_module.method_name,
-            "domain_stats": pl_module.domain_stats,
-            "norm": pl_module.hparams.get("norm"),
-            "num_classes": pl_module.num_classes,
-            "source": datamodule.source_name if isinstance(datamodule, TransferDataModule) else None,
-            "target": datamodule.target_name if isinstance(datamodule, TransferDataModule) else None,
-            "fold": datamodule.fold if isinstance(datamodule, KFoldDataModule) else None,
-            "seed": self.seed,
-            "steps": trainer.global_step,
-            "time_s": round(self.fit_seconds, 2),
-            "batch": batch_record(trainer, pl_module),
-            "gate_lr": gate_lr_record(trainer, pl_module),
-            "source_val": self.source_val,
-            "evaluation_points": pl_module.evaluation_records if isinstance(pl_module, TransferModule) else [],
-            "config": self.config,
-        }
+        record = RunRecord(
+            test={name: TestResult(accuracy=float(entry["accuracy"]), n=int(entry["n"])) for name, entry in results.items()},
+            average=sum(accuracies) / len(accuracies) if all(map(math.isfinite, accuracies)) else math.nan,
+            model_selection=MODEL_SELECTION,
+            method=pl_module.method_name,
+            domain_stats=pl_module.domain_stats,
+            norm=pl_module.hparams.get("norm"),
+            num_classes=pl_module.num_classes,
+            source=datamodule.source_name if isinstance(datamodule, TransferDataModule) else None,
+            target=datamodule.target_name if isinstance(datamodule, TransferDataModule) else None,
+            fold=datamodule.fold if isinstance(datamodule, KFoldDataModule) else None,
+            seed=self.seed,
+            steps=trainer.global_step,
+            time_s=round(self.fit_seconds, 2),
+            batch=batch_record(trainer, pl_module),
+            gate_lr=gate_lr_record(trainer, pl_module),
+            source_val=self.source_val,
+            evaluation_points=tuple(pl_module.evaluation_records) if isinstance(pl_module, TransferModule) else (),
+            config=self.config,
+        )
         if gate_table(pl_module):
             write_gate_csv(pl_module, folder / GATES)
         # metrics.json last: the sweep reads its presence as "the trainer finished".
-        atomic_write_text(folder / METRICS, json.dumps(summary, indent=1, default=str) + "\n")
+        record.write(folder)

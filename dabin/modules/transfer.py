@@ -38,6 +38,7 @@ from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_m
 from dabin.nn import GateLrBase, NormName, add_domain_stats, check_norm, recalibrate_norm_stats, target_stats
 from dabin.modules.base import Batch, DomainModule
 from dabin.modules.schedules import dann_lr_factor, progress
+from dabin.record import EvaluationPoint
 from dabin.selection.probe import evaluation_steps, probe
 from datamodules import TransferDataModule
 
@@ -107,7 +108,10 @@ class TransferModule(DomainModule):
         evaluation_points: How many times, evenly over training (the last at its end), to score the
             model with every unsupervised validator (:mod:`dabin.selection`) and record, apart and
             labelled oracle, its target test accuracy; stored in ``metrics.json``
-            (``evaluation_points``). 0: none. Does not change what training computes.
+            (``evaluation_points``). 0: none. Does not change what training computes. Scored by the
+            first process only, over whole splits.
+        evaluation_target_images: At most this many target train images (a fixed random subset)
+            are scored at each evaluation point; None: all. Bounds the points' time and memory.
     """
 
     def __init__(
@@ -135,7 +139,8 @@ class TransferModule(DomainModule):
         target_norm_stats: bool = False,
         method: MethodName | MethodFactory | None = None,
         domain_stats: DomainStats = "joint",
-        evaluation_points: int = 0,
+        evaluation_points: int = 5,
+        evaluation_target_images: int | None = 1000,
     ) -> None:
         super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
         check_norm(norm)
@@ -179,7 +184,9 @@ class TransferModule(DomainModule):
         self.backbone_lr_mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if weights else 1.0)
         if evaluation_points < 0:
             raise DabinError(f"evaluation_points must be >= 0, got {evaluation_points}")
-        self.evaluation_records: list[dict[str, Any]] = []
+        if evaluation_target_images is not None and evaluation_target_images < 2:
+            raise DabinError(f"evaluation_target_images must be >= 2 (or null for all), got {evaluation_target_images}")
+        self.evaluation_records: list[EvaluationPoint] = []
         self._evaluation_steps: frozenset[int] = frozenset()
 
     def forward(self, images: Tensor) -> Tensor:
@@ -203,7 +210,9 @@ class TransferModule(DomainModule):
         datamodule = self.trainer.datamodule
         if self.global_step not in self._evaluation_steps or not isinstance(datamodule, TransferDataModule):
             return
-        if any(record["step"] == self.global_step for record in self.evaluation_records):
+        if not self.trainer.is_global_zero:
+            return  # one process scores whole splits; only its record is written
+        if any(point.step == self.global_step for point in self.evaluation_records):
             return  # accumulated gradients: several batches end on one step
         was_training = self.training
         self.eval()
@@ -211,11 +220,11 @@ class TransferModule(DomainModule):
         # training after the point draws exactly what it would have without it.
         try:
             with torch.random.fork_rng(devices=[]):
-                point = probe(self, datamodule.val_dataloader(), datamodule.target_dataloader(),
-                              datamodule.test_dataloader()[0], self.global_step, self.device)
+                loaders = datamodule.probe_dataloaders(self.hparams.evaluation_target_images)
+                point = probe(self, *loaders, self.global_step, self.device)
         finally:
             self.train(was_training)
-        self.evaluation_records.append(point.to_json())
+        self.evaluation_records.append(point)
 
     def on_fit_start(self) -> None:
         """The steps of the evaluation points, once the trainer knows the run's length."""
@@ -224,7 +233,7 @@ class TransferModule(DomainModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Evaluation points so far travel with the checkpoint, so a resumed run keeps them."""
-        checkpoint["evaluation_points"] = list(self.evaluation_records)
+        checkpoint["evaluation_points"] = [point.to_json() for point in self.evaluation_records]
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The backbone at ``backbone_lr_mult × lr``; bottleneck and heads at ``lr``."""
@@ -252,7 +261,8 @@ class TransferModule(DomainModule):
         Their domain classifier was ``domain_classifier.*`` and their λ a ``grl.coeff`` buffer; it is
         now the DANN loss's ``discriminator`` and λ follows the trainer's progress.
         """
-        self.evaluation_records = list(checkpoint.get("evaluation_points", []))
+        self.evaluation_records = [EvaluationPoint.from_json(i, point)
+                                   for i, point in enumerate(checkpoint.get("evaluation_points", []))]
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith("domain_classifier.") or k == "grl.coeff"]:
             value = state.pop(key)

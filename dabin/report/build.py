@@ -19,6 +19,8 @@ from dabin.report.inputs import Sweep, load_sweep
 from dabin.report.paired import paired_comparisons
 from dabin.report.plots import bar_chart_png
 from dabin.report.render import Figures, method_label, norm_label, render_report
+from dabin.report.selection import (correlation_csv, headline_runs, load_candidates, score_plot_png, selection_csv,
+                                    selection_report)
 from dabin.report.tables import MixedTable, TransferTable, mixed_table, transfer_table
 from dabin.record import REPORT
 
@@ -59,12 +61,15 @@ def _mixed_bars(table: MixedTable) -> bytes | None:
     return bar_chart_png(list(table.domains), series, "Mixed-domain: test accuracy per domain")
 
 
-def build_report(folder: str | Path, out: str | Path | None = None) -> Report:
+def build_report(folder: str | Path, out: str | Path | None = None, select: str | None = None) -> Report:
     """Read a sweep folder and render its report (tables, plots, Markdown) in memory.
 
     Args:
         folder: The sweep's output folder.
         out: Where ``report.md`` goes (default ``folder/report.md``); the other files go beside it.
+        select: A validator whose pick over evaluation points (and hyper-parameter settings) the
+            headline tables show (None: the last checkpoint; see
+            :func:`dabin.report.selection.headline_runs`).
 
     Returns:
         The report, ready for :func:`write_report`.
@@ -77,8 +82,12 @@ def build_report(folder: str | Path, out: str | Path | None = None) -> Report:
     path = Path(out) if out is not None else sweep.folder / REPORT
     if path.is_dir():
         raise DabinError(f"--out {path} is a folder; give the report's file name, e.g. {path / REPORT}")
-    transfer, mixed = transfer_table(sweep), mixed_table(sweep)
-    pools = pool_gates(sweep)
+    candidates = load_candidates(sweep)
+    # The headline tables show one run per task (or fold) and seed: the one the rule chose.
+    headline = dataclasses.replace(sweep, runs=tuple(headline_runs(sweep, candidates, select)))
+    selection = selection_report(sweep, candidates, select)
+    transfer, mixed = transfer_table(headline), mixed_table(headline)
+    pools = pool_gates(headline)
     gates = [(pool, stage_summary(pool) if pool.rows else []) for pool in pools]
 
     files: dict[str, bytes] = {}
@@ -102,10 +111,19 @@ def build_report(folder: str | Path, out: str | Path | None = None) -> Report:
     summary = [row for _, rows in gates for row in rows]
     if summary:
         files["gate_summary.csv"] = gate_summary_csv(summary).encode()
+    if selection.tables:
+        files["selection.csv"] = selection_csv(selection.tables).encode()
+        files["validator_correlations.csv"] = correlation_csv(selection.correlations).encode()
+        files["validator_scores.png"] = score_plot_png(candidates)
     figures = Figures(table4="table4.csv" if transfer else None, table3="table3.csv" if mixed else None,
-                      gate_summary="gate_summary.csv" if summary else None, bars=bars, gates=histograms)
+                      gate_summary="gate_summary.csv" if summary else None, bars=bars, gates=histograms,
+                      selection="selection.csv" if selection.tables else None,
+                      correlations="validator_correlations.csv" if selection.tables else None,
+                      scores="validator_scores.png" if selection.tables else None)
     paired = paired_comparisons(transfer) if transfer else []
-    files[path.name] = render_report(sweep, transfer, mixed, gates, figures, paired).encode()
+    any_transfer = any(run.transfer for run in sweep.runs)
+    files[path.name] = render_report(sweep, transfer, mixed, gates, figures, paired,
+                                     selection if any_transfer else None).encode()
     return Report(path=path, files=files, sweep=sweep)
 
 

@@ -2,6 +2,7 @@
 
     dabin report runs/officehome
     dabin report runs/demo --out docs/demo/report.md
+    dabin report runs/demo-selection --select snd
 
 Writes ``report.md`` (Table 4- and Table 3-style grids with 95% intervals, the paper's numbers on
 Office-Home, the BIN gate summary and the runs without results) and the CSV tables and PNG plots it
@@ -24,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("dir", help="the sweep's output folder (holds results.csv and sweep.json)")
     parser.add_argument("--out", metavar="FILE",
                         help=f"where the report goes (default DIR/{REPORT}); its tables and plots go beside it")
+    parser.add_argument("--select", metavar="VALIDATOR",
+                        help="make this unsupervised validator's pick over evaluation points (and hyper-parameter "
+                             "settings) the headline tables (source_val, entropy, im, snd, bnm, dev, class_ami, "
+                             "mixval); default: the last checkpoint")
     return parser
 
 
@@ -37,7 +42,7 @@ def main(argv: Sequence[str]) -> int:
         DabinError: Missing or inconsistent inputs; nothing is written then.
     """
     args = _parser().parse_args(list(argv))
-    report = build_report(args.dir, args.out)
+    report = build_report(args.dir, args.out, args.select)
     written = write_report(report)
     runs = report.sweep.runs
     finished = sum(run.status == "ok" for run in runs)

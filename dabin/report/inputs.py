@@ -23,7 +23,7 @@ from dabin.sweep.spec import METHODS, format_task
 __all__ = ["MANIFEST", "RESULTS", "Run", "Sweep", "load_sweep", "plain_domain", "task_order"]
 
 #: Fields every row of one run shares; a row disagreeing with its run's first row is an edit error.
-_RUN_FIELDS = ("method", "norm", "task", "source", "target", "seed", "fold", "status")
+_RUN_FIELDS = ("method", "norm", "task", "source", "target", "seed", "fold", "hparams", "status")
 
 
 def _key(name: str) -> str:
@@ -64,6 +64,8 @@ class Run:
             ``domain_specific``; "" if not recorded).
         source_val: Accuracy (%) on the source validation split at the run's last validation
             (transfer runs; None if not recorded).
+        hparams: The values of the sweep's hyper-parameter axes (``model.lr=0.01 model.lambda_max=1.0``;
+            "" without such axes).
     """
 
     key: str
@@ -82,6 +84,7 @@ class Run:
     gate_lr: str = ""
     domain_stats: str = ""
     source_val: float | None = None
+    hparams: str = ""
 
     @property
     def transfer(self) -> bool:
@@ -95,8 +98,8 @@ class Run:
 
     @property
     def place(self) -> str:
-        """The task or the fold, for listings."""
-        return self.task if self.transfer else f"fold {self.fold}"
+        """The task or the fold, for listings (with the hyper-parameter values, if any)."""
+        return " ".join(filter(None, (self.task if self.transfer else f"fold {self.fold}", self.hparams)))
 
     def target_accuracy(self) -> float | None:
         """The target-test accuracy of an ok transfer run (the row whose domain is the target)."""
@@ -148,7 +151,7 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 
 def _run_key(row: dict[str, str]) -> str:
     # Hand-made files may lack the run column; the fields that identify a run stand in for it.
-    return row.get("run") or "|".join(row[field] for field in ("method", "norm", "task", "fold", "seed"))
+    return row.get("run") or "|".join(row.get(field, "") for field in ("method", "norm", "task", "fold", "seed", "hparams"))
 
 
 def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
@@ -162,9 +165,9 @@ def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
         else:
             head = rows[first[key] - 2]
             for field in _RUN_FIELDS:
-                if row[field] != head[field]:
-                    raise DabinError(f"{path}: line {line}: run {key!r} has {field}={row[field]!r} here but "
-                                     f"{field}={head[field]!r} on line {first[key]}")
+                if row.get(field, "") != head.get(field, ""):
+                    raise DabinError(f"{path}: line {line}: run {key!r} has {field}={row.get(field, '')!r} here but "
+                                     f"{field}={head.get(field, '')!r} on line {first[key]}")
         runs[key]["rows"].append(row)
     result: list[Run] = []
     identities: dict[tuple[Any, ...], Run] = {}
@@ -176,12 +179,13 @@ def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
                   status=head["status"], reason=head.get("reason", ""), accuracy=accuracy,
                   model_selection=entry["selection"], batch=head.get("batch") or "",
                   gate_lr=head.get("gate_lr") or "", domain_stats=head.get("domain_stats") or "",
-                  source_val=float(head["source_val"]) if head.get("source_val") else None)
+                  source_val=float(head["source_val"]) if head.get("source_val") else None,
+                  hparams=head.get("hparams") or "")
         if run.status == "ok" and run.transfer and run.target_accuracy() is None:
             raise DabinError(f"{path}: line {run.line}: ok run {key!r} ({run.method} {run.norm} {run.task} seed "
                              f"{run.seed}) has no row for its target domain {run.target!r}")
         # Two folders for one (method, norm, place, seed) would be counted as two seeds of one cell.
-        identity = (run.method, run.norm, _key(run.source), _key(run.target), run.fold, run.seed)
+        identity = (run.method, run.norm, _key(run.source), _key(run.target), run.fold, run.seed, run.hparams)
         if identity in identities:
             raise DabinError(f"{path}: line {run.line}: run {key!r} repeats run {identities[identity].key!r} of "
                              f"line {identities[identity].line} ({run.method} {run.norm} {run.place} seed {run.seed})")
@@ -209,7 +213,7 @@ def _unfinished_runs(folder: Path, manifest: dict[str, Any] | None, runs: Sequen
         unfinished.append(Run(key=job.name, line=0, method=job.method, norm=job.norm, source=job.source or "",
                               target=job.target or "", seed=job.seed, fold=job.fold,
                               status=state if state in ("incomplete", "missing") else "incomplete",
-                              reason="", accuracy={}, model_selection=""))
+                              reason="", accuracy={}, model_selection="", hparams=job.setting))
     return unfinished
 
 

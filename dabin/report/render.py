@@ -10,6 +10,7 @@ from typing import Any
 from dabin.report.gates import GatePool
 from dabin.report.inputs import Run, Sweep
 from dabin.report.paired import PairedComparison
+from dabin.report.selection import LAST, ORACLE, SelectionReport
 from dabin.report.tables import Average, Cell, MixedTable, TransferTable
 
 __all__ = ["Figures", "method_label", "norm_label", "render_report"]
@@ -42,6 +43,9 @@ class Figures:
         gate_summary: Gate summary CSV.
         bars: Method -> bar chart PNG (BN vs BIN per task; ``mixed``: per domain).
         gates: Method -> gate histogram PNG.
+        selection: Selection CSV (rule × scope per method and norm).
+        correlations: Validator correlation CSV.
+        scores: Score-vs-accuracy plot PNG.
     """
 
     table4: str | None = None
@@ -49,6 +53,9 @@ class Figures:
     gate_summary: str | None = None
     bars: Mapping[str, str] = dataclasses.field(default_factory=dict)
     gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    selection: str | None = None
+    correlations: str | None = None
+    scores: str | None = None
 
 
 def _escape(text: str) -> str:
@@ -85,7 +92,7 @@ def _paper(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def _header(sweep: Sweep) -> list[str]:
+def _header(sweep: Sweep, headline: str = "") -> list[str]:
     statuses = collections.Counter(run.status for run in sweep.runs)
     not_ok = {s: statuses[s] for s in ("failed", "incomplete", "missing") if statuses[s]}
     runs = f"{len(sweep.runs)} runs: {statuses['ok']} finished"
@@ -95,6 +102,8 @@ def _header(sweep: Sweep) -> list[str]:
         f"- Folder: `{sweep.folder}`; dataset: {sweep.dataset} ({', '.join(sweep.domains)})",
         f"- {runs}",
         f"- Model selection: {_model_selection(sweep.runs)}",
+        *([f"- **Headline tables**: {headline}; see [Choosing without target labels](#choosing-without-target-labels)"]
+          if headline else []),
         f"- Batch per optimizer step (per-device batch × devices × accumulation; source+target for DANN): "
         f"{_recorded(sweep.runs, lambda run: run.batch)}",
         f"- BIN gate learning rate (the paper's ×10; `group`: of the gate's own layer group, `base`: of the "
@@ -272,9 +281,60 @@ def _status_section(sweep: Sweep) -> list[str]:
     return lines
 
 
+def _number(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+_SCOPE_LABELS = {"checkpoints": "over checkpoints (within a run)", "settings": "over settings (last checkpoint)",
+                 "both": "over settings and checkpoints"}
+
+
+def _selection_section(selection: SelectionReport, figures: Figures) -> list[str]:
+    lines = ["## Choosing without target labels", ""]
+    if not selection.tables:
+        return lines + [f"No finished transfer run has evaluation points ({selection.without_points} without): "
+                        "train with `--model.evaluation_points K` (5 by default) to score the unsupervised "
+                        "validators during training.", ""]
+    lines += [
+        f"Each of {selection.with_points} finished transfer runs scored every validator at its evaluation points "
+        "(labelled source validation split and unlabelled target train split only) and, kept apart, the target "
+        "test accuracy there (the *oracle*). A cell is the mean target test accuracy (%) of what a rule picks, "
+        "over n picks: within each run (over checkpoints)"
+        + (", among the hyper-parameter settings of each task and seed (over settings, last checkpoint), or among "
+           "all their points (over both)" if selection.hyper else "")
+        + ". *Last checkpoint* picks nothing (every setting averaged). The **oracle** picks by target test "
+        "accuracy: it uses target labels, is an upper bound no one can reach without them, and is never a headline."
+        + (f" {selection.without_points} finished transfer runs have no evaluation points and are not included."
+           if selection.without_points else ""), ""]
+    for table in selection.tables:
+        lines += [f"### {method_label(table.method)} {norm_label(table.norm)} ({table.runs} runs)", ""]
+        header = ["Rule", "Target labels", *(_SCOPE_LABELS[scope] for scope in table.scopes)]
+        rows = []
+        for rule in table.rules:
+            name = {LAST: "last checkpoint (no selection)", ORACLE: "**oracle** (bound)"}.get(rule, f"`{rule}`")
+            rows.append([name, "**yes**" if rule == ORACLE else "no",
+                         *(f"{_number(table.cells[rule, scope].mean)} (n={table.cells[rule, scope].n})"
+                           for scope in table.scopes)])
+        lines += _table(header, rows) + [""]
+    lines += ["### How well each validator tracks target accuracy", "",
+              "Spearman rank correlation between a validator's score and the target test accuracy: within each run "
+              "across its evaluation points (mean over runs), and across the runs of each method, norm and task "
+              "(settings and seeds, last checkpoint; mean over those groups). 1: ranks exactly as target accuracy; "
+              "0: unrelated; negative: misleading. A group needs three values and some spread.", ""]
+    lines += _table(["Validator", "ρ over checkpoints", "runs", "ρ over runs", "groups"],
+                    [[f"`{c.validator}`", _number(c.over_checkpoints, 2), str(c.runs), _number(c.over_runs, 2),
+                      str(c.groups)] for c in selection.correlations])
+    lines.append("")
+    if figures.selection or figures.correlations:
+        lines += [f"CSV: [{name}]({name})" for name in (figures.selection, figures.correlations) if name] + [""]
+    if figures.scores:
+        lines += [f"![Validator score vs target test accuracy at every evaluation point]({figures.scores})", ""]
+    return lines
+
+
 def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTable | None,
                   gates: Sequence[tuple[GatePool, list[dict[str, Any]]]], figures: Figures,
-                  paired: Sequence[PairedComparison] = ()) -> str:
+                  paired: Sequence[PairedComparison] = (), selection: SelectionReport | None = None) -> str:
     """The report as Markdown.
 
     Args:
@@ -284,17 +344,20 @@ def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTabl
         gates: Per method, the pooled gates and their per-stage summary.
         figures: The files the report links to.
         paired: Paired comparisons of Table 4's columns (none: no section).
+        selection: Model selection without target labels (None: no section).
 
     Returns:
         The text of ``report.md``.
     """
-    lines = _header(sweep)
+    lines = _header(sweep, selection.headline if selection else "")
     if transfer:
         lines += _transfer_section(transfer, figures)
         if paired:
             lines += _paired_section(paired, transfer)
     if mixed:
         lines += _mixed_section(mixed, sweep.runs, figures)
+    if selection is not None:
+        lines += _selection_section(selection, figures)
     if gates:
         lines += _gate_section(gates, figures)
     lines += _status_section(sweep)

@@ -3,6 +3,7 @@
 from dabin.selection.validators import (
     VALIDATOR_NAMES,
     VALIDATORS,
+    UndefinedScore,
     ValidationInputs,
     bnm,
     class_ami,
@@ -18,6 +19,7 @@ from dabin.selection.validators import (
 __all__ = [
     "VALIDATORS",
     "VALIDATOR_NAMES",
+    "UndefinedScore",
     "ValidationInputs",
     "bnm",
     "class_ami",

@@ -16,14 +16,15 @@ A module that can be probed declares :class:`Probed`; a data module provides the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import math
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from dabin.selection.validators import ValidationInputs, score_all
+from dabin.record import EvaluationPoint
+from dabin.selection.validators import VALIDATOR_NAMES, UndefinedScore, ValidationInputs, score_all
 
 __all__ = ["EvaluationPoint", "Probed", "evaluation_steps", "probe"]
 
@@ -39,26 +40,6 @@ class Probed(Protocol):
 
     def target_context(self) -> contextlib.AbstractContextManager[None]:
         """The state in which the module evaluates target images (e.g. target statistics)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluationPoint:
-    """One evaluation point of a run.
-
-    Attributes:
-        step: Optimizer steps done.
-        scores: Validator name -> score (higher is better); computed without target labels.
-        oracle_target_test: Target test accuracy (%) at this step. Uses target labels: for
-            comparison only, never for selection.
-    """
-
-    step: int
-    scores: dict[str, float]
-    oracle_target_test: float
-
-    def to_json(self) -> dict[str, Any]:
-        """As stored in ``metrics.json``."""
-        return {"step": self.step, "scores": self.scores, "oracle": {"target_test_accuracy": self.oracle_target_test}}
 
 
 def evaluation_steps(total_steps: int, points: int) -> list[int]:
@@ -103,7 +84,8 @@ def probe(model: Probed, source_val: Iterable[tuple[Tensor, ...]], target_train:
         device: Where the model is.
 
     Returns:
-        The evaluation point.
+        The evaluation point; a validator not defined on these outputs (too few target images for
+        ClassAMI's k-means, NaN logits of a diverged model) scores NaN.
     """
     source_logits, source_features, source_labels, _ = _collect(model, source_val, device)
     with model.target_context():
@@ -113,9 +95,14 @@ def probe(model: Probed, source_val: Iterable[tuple[Tensor, ...]], target_train:
         def classify(images: Tensor) -> Tensor:
             return model.classify_features(model.embed(images.to(device))).float().cpu()
 
-        inputs = ValidationInputs(source_logits=source_logits, source_labels=source_labels.long(),
-                                  source_features=source_features, target_logits=target_logits,
-                                  target_features=target_features, target_images=target_images, classify=classify)
-        scores = {name: float(value) for name, value in score_all(inputs).items()}
+        try:
+            inputs = ValidationInputs(source_logits=source_logits, source_labels=source_labels.long(),
+                                      source_features=source_features, target_logits=target_logits,
+                                      target_features=target_features, target_images=target_images, classify=classify)
+        except UndefinedScore:
+            # Too few images or a diverged model: no validator is defined at this point.
+            scores = dict.fromkeys(VALIDATOR_NAMES, math.nan)
+        else:
+            scores = {name: float(value) for name, value in score_all(inputs).items()}
     oracle = float((test_logits.argmax(1) == test_labels).float().mean() * 100)
     return EvaluationPoint(step=step, scores=scores, oracle_target_test=oracle)

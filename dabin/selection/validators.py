@@ -50,6 +50,7 @@ from dabin.errors import DabinError
 __all__ = [
     "VALIDATORS",
     "VALIDATOR_NAMES",
+    "UndefinedScore",
     "ValidationInputs",
     "bnm",
     "class_ami",
@@ -61,6 +62,14 @@ __all__ = [
     "snd",
     "source_val",
 ]
+
+
+class UndefinedScore(DabinError):
+    """A validator is not defined on these outputs (too few samples, a diverged model's NaN logits).
+
+    Not a mistake of the caller: :func:`score_all` records such a score as NaN, so an evaluation
+    point on a tiny target split or after a divergence does not stop training.
+    """
 
 
 @dataclass(frozen=True)
@@ -128,8 +137,8 @@ class ValidationInputs:
         _check_size("target_features", self.target_features, 1, self.source_features.shape[1],
                     "D (columns of source_features)")
         if n_s < 2 or n_t < 2:
-            raise DabinError(f"ValidationInputs needs at least 2 source and 2 target samples, got N_s={n_s}, "
-                             f"N_t={n_t}")
+            raise UndefinedScore(f"ValidationInputs needs at least 2 source and 2 target samples, got N_s={n_s}, "
+                                 f"N_t={n_t}")
         if c < 2:
             raise DabinError(f"ValidationInputs needs at least 2 classes, got C={c}")
         low, high = int(self.source_labels.min()), int(self.source_labels.max())
@@ -137,7 +146,7 @@ class ValidationInputs:
             raise DabinError(f"ValidationInputs.source_labels must lie in [0, {c}), got values in [{low}, {high}]")
         for name in float_fields:
             if not torch.isfinite(getattr(self, name)).all():
-                raise DabinError(f"ValidationInputs.{name} has non-finite values (nan or inf)")
+                raise UndefinedScore(f"ValidationInputs.{name} has non-finite values (nan or inf)")
         if (self.target_images is None) != (self.classify is None):
             given = "target_images" if self.classify is None else "classify"
             raise DabinError(f"ValidationInputs: {given} is given without "
@@ -450,11 +459,11 @@ def class_ami(inputs: ValidationInputs, *, n_init: int = 10, random_state: int =
         AMI, at most 1 (0 in expectation for unrelated labellings); higher is better.
 
     Raises:
-        DabinError: If ``N_t < C`` (k-means cannot make ``C`` clusters).
+        UndefinedScore: If ``N_t < C`` (k-means cannot make ``C`` clusters).
     """
     n_t, c = inputs.target_features.shape[0], inputs.num_classes
     if n_t < c:
-        raise DabinError(f"class_ami needs at least C={c} target samples for k-means, got N_t={n_t}")
+        raise UndefinedScore(f"class_ami needs at least C={c} target samples for k-means, got N_t={n_t}")
     clusters = KMeans(n_clusters=c, n_init=n_init, random_state=random_state).fit_predict(
         inputs.target_features.double().numpy())
     predictions = inputs.target_logits.argmax(dim=1).numpy()
@@ -603,13 +612,20 @@ def score_all(inputs: ValidationInputs, names: Iterable[str] = VALIDATOR_NAMES) 
             ``mixval`` when ``inputs`` has no ``target_images``/``classify``).
 
     Returns:
-        Validator name → score (higher is better for every one).
+        Validator name → score (higher is better for every one); NaN for a validator not defined on
+        these inputs (:class:`UndefinedScore`, e.g. ClassAMI with fewer target samples than classes).
 
     Raises:
-        DabinError: On an unknown name, or from a validator.
+        DabinError: On an unknown name, or a misuse a validator refuses.
     """
     names = tuple(names)
     unknown = [name for name in names if name not in VALIDATORS]
     if unknown:
         raise DabinError(f"unknown validator {unknown[0]!r}; expected one of {', '.join(VALIDATOR_NAMES)}")
-    return {name: VALIDATORS[name](inputs) for name in names}
+    scores = {}
+    for name in names:
+        try:
+            scores[name] = VALIDATORS[name](inputs)
+        except UndefinedScore:
+            scores[name] = math.nan
+    return scores

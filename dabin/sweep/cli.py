@@ -146,7 +146,8 @@ def _dry_run(jobs: Sequence[Job], out: Path, rerun_failed: bool) -> None:
     states = [run_state(out / job.name) for job in jobs]
     for job, state in zip(jobs, states):
         where = job.task or f"fold {job.fold}"
-        print(f"{state:<10} {job.method:<11} {job.norm:<4} {where:<10} seed {job.seed:<3} {out / job.name}")
+        setting = f"{job.setting}  " if job.setting else ""
+        print(f"{state:<10} {job.method:<11} {job.norm:<4} {where:<10} seed {job.seed:<3} {setting}{out / job.name}")
     runs = sum(_would_run(state, rerun_failed) for state in states)
     kept = "" if rerun_failed or "failed" not in states else " (failed runs are kept; --rerun-failed redoes them)"
     print(f"{len(jobs)} jobs ({_counts(states) or 'none'}); {runs} would run{kept}")

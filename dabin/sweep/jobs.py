@@ -23,8 +23,8 @@ import ctypes
 import dataclasses
 import errno
 import hashlib
+import itertools
 import json
-import math
 import os
 import re
 import shlex
@@ -39,8 +39,8 @@ from typing import Any, Literal
 from dabin.errors import EXIT_PREEMPTED
 from dabin.io import WriteError, atomic_write_text, checkpoint_problem
 from dabin.methods.names import TRANSFER_METHODS
-from dabin.sweep.spec import METHODS, SweepSpec, format_task
-from dabin.record import DONE, FAILED, JOB, LOG, METRICS
+from dabin.sweep.spec import METHODS, Scalar, SweepSpec, format_task
+from dabin.record import DONE, FAILED, JOB, LOG, METRICS, RecordError, RunRecord
 
 __all__ = [
     "DEFAULT_COMMAND",
@@ -52,6 +52,7 @@ __all__ = [
     "Worker",
     "WorkerJob",
     "expand_jobs",
+    "format_hparams",
     "job_command",
     "run_state",
     "start_job",
@@ -90,6 +91,8 @@ class Job:
         shared_config: The config is another method's (a transfer method in the DANN config): the
             command names the method (``--model.method NAME``). A method's own config names it
             itself, with its options, which a bare name would replace.
+        hparams: The values of the spec's hyper-parameter axes for this run, as ``(key, value)``
+            pairs in the spec's order (``(("model.lambda_max", 0.3),)``); passed as ``--key value``.
     """
 
     method: str
@@ -102,11 +105,21 @@ class Job:
     fold: int | None = None
     extra: tuple[str, ...] = ()
     shared_config: bool = dataclasses.field(default=True, compare=False)
+    hparams: tuple[tuple[str, Scalar], ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """The arguments that define the run (what the folder name's hash covers)."""
-        return {"method": self.method, "norm": self.norm, "seed": self.seed, "config": self.config,
-                "source": self.source, "target": self.target, "fold": self.fold, "extra": list(self.extra)}
+        identity = {"method": self.method, "norm": self.norm, "seed": self.seed, "config": self.config,
+                    "source": self.source, "target": self.target, "fold": self.fold, "extra": list(self.extra)}
+        # Only when there are some: runs of a sweep without hyper-parameter axes keep their names.
+        if self.hparams:
+            identity["hparams"] = dict(self.hparams)
+        return identity
+
+    @property
+    def setting(self) -> str:
+        """The hyper-parameter values as results and reports write them (``model.lambda_max=0.3``)."""
+        return format_hparams(self.hparams)
 
     @property
     def task(self) -> str:
@@ -117,20 +130,21 @@ class Job:
     def label(self) -> str:
         """Short human-readable description, for progress lines."""
         where = self.task or f"fold {self.fold}"
-        return f"{self.method} {self.norm} {where} seed {self.seed}"
+        return " ".join(filter(None, (f"{self.method} {self.norm} {where} seed {self.seed}", self.setting)))
 
     @property
     def name(self) -> str:
         """The run folder's name: readable part plus 8 hex digits of the identity's hash."""
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
         where = self.task.replace("→", "-") if self.task else f"f{self.fold}"
-        readable = re.sub(r"[^A-Za-z0-9_.-]+", "", f"{self.method}_{self.norm}_{where}_s{self.seed}")
+        values = "".join(f"_{key.rsplit('.', 1)[-1]}{_argument(value)}" for key, value in self.hparams)
+        readable = re.sub(r"[^A-Za-z0-9_.-]+", "", f"{self.method}_{self.norm}_{where}_s{self.seed}{values}")
         return f"{readable}_{digest}"
 
     def to_json(self) -> dict[str, Any]:
         """Everything needed to rebuild results from the folder alone."""
-        return {**self.identity(), "task": self.task, "config_file": self.config_file, "name": self.name,
-                "shared_config": self.shared_config}
+        return {**self.identity(), "hparams": dict(self.hparams), "task": self.task, "config_file": self.config_file,
+                "name": self.name, "shared_config": self.shared_config}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Job:
@@ -138,7 +152,8 @@ class Job:
         return cls(method=data["method"], norm=data["norm"], seed=int(data["seed"]), config=data["config"],
                    config_file=data.get("config_file", ""), source=data.get("source"), target=data.get("target"),
                    fold=data.get("fold"), extra=tuple(data.get("extra", ())),
-                   shared_config=bool(data.get("shared_config", True)))
+                   shared_config=bool(data.get("shared_config", True)),
+                   hparams=tuple((str(key), value) for key, value in (data.get("hparams") or {}).items()))
 
 
 def expand_jobs(spec: SweepSpec) -> list[Job]:
@@ -160,12 +175,26 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
             places: list[dict[str, Any]] = [{"source": s, "target": t} for s, t in spec.tasks]
         else:
             places = [{"fold": fold} for fold in spec.folds]
+        axes = [axis for axis in spec.hyper if axis.applies(method)]
+        settings = [tuple(zip((axis.key for axis in axes), values))
+                    for values in itertools.product(*(axis.values for axis in axes))]
         for place in places:
-            for norm in spec.norms:
-                for seed in spec.seeds:
-                    jobs.append(Job(method=method, norm=norm, seed=seed, config=config, config_file=config_file,
-                                    extra=spec.extra, shared_config=shared, **place))
+            for hparams in settings:
+                for norm in spec.norms:
+                    for seed in spec.seeds:
+                        jobs.append(Job(method=method, norm=norm, seed=seed, config=config, config_file=config_file,
+                                        extra=spec.extra, shared_config=shared, hparams=hparams, **place))
     return jobs
+
+
+def _argument(value: Scalar) -> str:
+    """A hyper-parameter value as the training CLI reads it (YAML: ``true``, ``0.3``, ``text``)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def format_hparams(hparams: Sequence[tuple[str, Scalar]]) -> str:
+    """``model.lambda_max=0.3 model.lr=0.05`` ("" without hyper-parameter axes)."""
+    return " ".join(f"{key}={_argument(value)}" for key, value in hparams)
 
 
 def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, ckpt: Path | None = None) -> list[str]:
@@ -187,6 +216,9 @@ def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, 
     if job.fold is not None:
         command += ["--data.fold", str(job.fold)]
     command += ["--seed_everything", str(job.seed), "--trainer.default_root_dir", str(run_dir), *job.extra]
+    # After extra: an axis's value is what the run is named by, so nothing may override it.
+    for key, value in job.hparams:
+        command += [f"--{key}", _argument(value)]
     if ckpt is not None:
         command += ["--ckpt_path", str(ckpt)]
     return command
@@ -264,41 +296,26 @@ def _last_error_line(log: Path) -> str:
 
 
 def check_metrics(run_dir: Path, expected: Sequence[str] = ()) -> tuple[float | None, str]:
-    """Validate a finished run's metrics.json; returns (average accuracy, problem or "").
+    """Validate a finished run's record; returns (average accuracy, problem or "").
+
+    What :meth:`RunRecord.read` accepts is what ``results.csv`` can export: a run marked done must
+    give a readable row, since the sweep never redoes a done run.
 
     Args:
         run_dir: The run folder.
         expected: Evaluated sets the results must have (a transfer run's target), any spelling.
     """
     try:
-        metrics = json.loads((run_dir / METRICS).read_text())
-    except FileNotFoundError:
-        return None, "trainer exited without writing metrics.json"
-    except json.JSONDecodeError as error:
-        return None, f"metrics.json is not valid JSON ({error})"
-    test = metrics.get("test") if isinstance(metrics, dict) else None
-    if not isinstance(test, dict) or not test:
-        return None, "metrics.json has no test results"
-    for name, entry in test.items():
-        accuracy = entry.get("accuracy") if isinstance(entry, dict) else None
-        if not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
-            return None, f"metrics.json: accuracy of {name!r} is {accuracy!r} (NaN or missing)"
-        # What results.csv accepts for an ok row: a run marked done must give a readable row, since
-        # the sweep never redoes a done run.
-        if not 0 <= accuracy <= 100:
-            return None, f"metrics.json: accuracy of {name!r} is {accuracy!r}, not a percentage"
-        count = entry.get("n")
-        if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-            return None, f"metrics.json: n of {name!r} is {count!r}, not a positive number of test images"
+        record = RunRecord.read(run_dir)
+    except RecordError as error:
+        return None, f"trainer exited without writing {METRICS}" if not (run_dir / METRICS).exists() else str(error)
     from datamodules.naming import domain_key
 
     # A trainer skips a test loader that saw no batch; without its target a transfer run has no result.
     for name in expected:
-        if domain_key(name) not in {domain_key(key) for key in test}:
-            return None, f"metrics.json has no test result for {name!r} (it has {', '.join(test)})"
-    values = [float(entry["accuracy"]) for entry in test.values()]
-    average = metrics.get("average")
-    return (float(average) if isinstance(average, (int, float)) else sum(values) / len(values)), ""
+        if domain_key(name) not in {domain_key(key) for key in record.test}:
+            return None, f"{METRICS} has no test result for {name!r} (it has {', '.join(record.test)})"
+    return record.average, ""
 
 
 def _outcome(job: Job, run_dir: Path, code: int, seconds: float) -> Outcome:

@@ -20,13 +20,12 @@ from dabin.errors import DabinError
 from dabin.io import atomic_open
 from dabin.sweep.jobs import Job, failure_reason, run_state
 from dabin.sweep.spec import METHODS
-from dabin.record import MANIFEST, METRICS, RESULTS
+from dabin.record import JOB, METRICS, RecordError, RunRecord
 
-__all__ = ["COLUMNS", "REQUIRED", "STATUSES", "collect_results", "format_batch", "format_gate_lr", "read_results",
-           "write_results"]
+__all__ = ["COLUMNS", "REQUIRED", "STATUSES", "collect_results", "read_results", "write_results"]
 
 #: File names of a sweep folder: the results table and the manifest (spec identity and job list).
-COLUMNS: tuple[str, ...] = ("run", "method", "norm", "task", "source", "target", "seed", "fold", "domain",
+COLUMNS: tuple[str, ...] = ("run", "method", "norm", "task", "source", "target", "seed", "fold", "hparams", "domain",
                             "accuracy", "n", "status", "reason", "steps", "time_s", "model_selection", "batch",
                             "gate_lr", "domain_stats", "source_val")
 #: Columns a results file must have (a hand-made one may leave out the rest).
@@ -35,47 +34,31 @@ REQUIRED: tuple[str, ...] = ("method", "norm", "task", "source", "target", "seed
 STATUSES: tuple[str, ...] = ("ok", "failed", "incomplete", "missing")
 
 
-def format_batch(record: dict[str, Any] | None) -> str:
-    """``32+32 on 1 device`` (per-kind effective counts, joined by +), or "" when not recorded."""
-    if not record:
-        return ""
-    devices = int(record["devices"])
-    accumulate = int(record["accumulate_grad_batches"])
-    text = "+".join(str(count) for count in record["effective"].values())
-    text += f" on {devices} device{'s' if devices != 1 else ''}"
-    return text + (f", {accumulate} accumulated" if accumulate != 1 else "")
-
-
-def format_gate_lr(record: dict[str, Any] | None) -> str:
-    """``10× group rate`` (or "" for models without gates)."""
-    if not record:
-        return ""
-    return f"{record['mult']:g}× {record['of']} rate"
-
-
 def _run_rows(job: Job, run_dir: Path) -> list[dict[str, Any]]:
     base = {"run": job.name, "method": job.method, "norm": job.norm, "task": job.task, "source": job.source or "",
             "target": job.target or "", "seed": job.seed, "fold": "" if job.fold is None else job.fold,
-            "accuracy": "", "n": "", "reason": "", "steps": "", "time_s": "", "model_selection": "", "batch": "",
-            "gate_lr": "", "domain_stats": "", "source_val": ""}
+            "hparams": job.setting, "accuracy": "", "n": "", "reason": "", "steps": "", "time_s": "",
+            "model_selection": "", "batch": "", "gate_lr": "", "domain_stats": "", "source_val": ""}
     state = run_state(run_dir)
     if state in ("incomplete", "missing"):
         return []
     reason = failure_reason(run_dir) if state == "failed" else ""
     if state == "done":
         try:
-            metrics = json.loads((run_dir / METRICS).read_text())
-            return [{**base, "domain": domain, "accuracy": round(float(entry["accuracy"]), 4), "n": int(entry["n"]),
-                     "status": "ok", "steps": metrics.get("steps", ""),
-                     "time_s": round(float(metrics["time_s"]), 1) if "time_s" in metrics else "",
-                     "model_selection": metrics.get("model_selection", ""),
-                     "batch": format_batch(metrics.get("batch")), "gate_lr": format_gate_lr(metrics.get("gate_lr")),
-                     "domain_stats": metrics.get("domain_stats") or "",
-                     "source_val": (metrics.get("source_val") or {}).get("accuracy", "")}
-                    for domain, entry in metrics["test"].items()]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            # A done run whose metrics were removed or damaged afterwards: show it, do not hide it.
-            state, reason = "failed", f"metrics.json unreadable after the run finished ({error})"
+            record = RunRecord.read(run_dir)
+        except RecordError as error:
+            # A done run whose record was removed or damaged afterwards: show it, do not hide it.
+            reason = f"{METRICS} unreadable after the run finished ({error})"
+        else:
+            shared = {"status": "ok", "steps": "" if record.steps is None else record.steps,
+                      "time_s": "" if record.time_s is None else round(record.time_s, 1),
+                      "model_selection": record.model_selection,
+                      "batch": record.batch.text() if record.batch else "",
+                      "gate_lr": record.gate_lr.text() if record.gate_lr else "",
+                      "domain_stats": record.domain_stats or "",
+                      "source_val": record.source_val.accuracy if record.source_val else ""}
+            return [{**base, **shared, "domain": domain, "accuracy": round(result.accuracy, 4), "n": result.n}
+                    for domain, result in record.test.items()]
     # One row per failed run: its target for a transfer run, no domain for a mixed one.
     return [{**base, "domain": job.target or "", "status": "failed", "reason": reason}]
 
@@ -97,7 +80,7 @@ def collect_results(out_dir: Path, jobs: Sequence[Job]) -> list[dict[str, Any]]:
         names.add(job.name)
         rows += _run_rows(job, out_dir / job.name)
     # Runs of the same sweep from a spec whose axes were wider then: still results.
-    for job_file in sorted(out_dir.glob("*/job.json")):
+    for job_file in sorted(out_dir.glob(f"*/{JOB}")):
         if job_file.parent.name not in names:
             try:
                 job = Job.from_json(json.loads(job_file.read_text()))
@@ -188,10 +171,12 @@ def read_results(path: Path) -> list[dict[str, str]]:
             raise DabinError(f"{path}: line {line}: {problem}")
         # One measurement per cell: a second row for the same run (or the same method, norm, place
         # and seed from another run) would be counted twice in the means.
-        key = (row["method"], row["norm"], row["task"], row["fold"], row["seed"], row["domain"])
+        key = (row["method"], row["norm"], row["task"], row["fold"], row["seed"], row.get("hparams", ""),
+               row["domain"])
         if key in seen:
+            setting = f", {row['hparams']}" if row.get("hparams") else ""
             raise DabinError(f"{path}: line {line} duplicates line {seen[key]} (method={row['method']}, "
                              f"norm={row['norm']}, task={row['task'] or '-'}, fold={row['fold'] or '-'}, "
-                             f"seed={row['seed']}, domain={row['domain']})")
+                             f"seed={row['seed']}{setting}, domain={row['domain']})")
         seen[key] = line
     return rows

@@ -14,17 +14,23 @@ A spec is a small YAML file::
       tasks: all                 # or ["Ar->Cl", "Cl→Ar", ...]
       seeds: [0]
       folds: [0, 1, 2, 3, 4]
+      model.lambda_max: [0.1, 0.3, 1.0]   # a hyper-parameter axis: any config key, dotted
+      model.lr: {values: [0.01, 0.05], methods: [dann]}   # ... for some methods only
     extra: [--trainer.max_steps, "100"]   # passed to every run
     workers: 2
 
 Transfer methods (``dann``, ``source_only``) run every (norm, task, seed); the mixed-domain method
-runs every (norm, fold, seed).
+runs every (norm, fold, seed); each run once per combination of the hyper-parameter axes that apply
+to its method. A hyper-parameter value is passed as ``--KEY VALUE`` after the spec's ``extra``, is
+part of the run's name and record, and is one more axis for resuming: adding a value later runs only
+the new runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +45,8 @@ __all__ = [
     "AXES",
     "DATASETS",
     "METHODS",
+    "HyperAxis",
+    "Scalar",
     "SweepSpec",
     "format_task",
     "load_spec",
@@ -50,11 +58,37 @@ __all__ = [
 METHODS: dict[str, str] = {**dict.fromkeys(TRANSFER_METHODS, "transfer"), "mixed": "mixed"}
 AXES: tuple[str, ...] = ("methods", "norms", "tasks", "seeds", "folds")
 DATASETS: tuple[str, ...] = ("embedded", "officehome")
+#: What a hyper-parameter axis may take: a YAML scalar.
+Scalar = bool | int | float | str
+#: A hyper-parameter axis's key: a dotted config key (``model.lambda_max``, ``data.batch_size``).
+_HYPER_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+#: Config keys every job sets itself, each from its own axis or the run's folder.
+_JOB_KEYS = {"model.norm": "norms", "model.method": "methods", "data.source": "tasks", "data.target": "tasks",
+             "data.task": "tasks", "data.fold": "folds", "trainer.default_root_dir": "out"}
 _KEYS = ("name", "dataset", "domains", "out", "configs", "axes", "extra", "workers", "command", "slurm")
 #: Method whose config a method borrows when the spec gives it none: every transfer method runs in
 #: the DANN harness (same backbone, bottleneck, heads and schedule; source-only adds no loss), so
 #: sharing its config keeps them comparable by construction.
 _CONFIG_FALLBACK = {method: "dann" for method in TRANSFER_METHODS if method != "dann"}
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperAxis:
+    """A hyper-parameter axis: one config key and the values a sweep tries.
+
+    Attributes:
+        key: The dotted config key, as on the command line without ``--`` (``model.lambda_max``).
+        values: The values, in the spec's order.
+        methods: The methods it applies to (None: every method of the spec).
+    """
+
+    key: str
+    values: tuple[Scalar, ...]
+    methods: tuple[str, ...] | None = None
+
+    def applies(self, method: str) -> bool:
+        """Whether runs of ``method`` sweep this axis."""
+        return self.methods is None or method in self.methods
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +114,7 @@ class SweepSpec:
         slurm: Parameters for the submitit executor (partition, timeout_min, gpus_per_node, ...).
         own_configs: Transfer methods with a config of their own (not DANN's): their jobs do not add
             ``--model.method NAME``, which would replace the options the config gives the method.
+        hyper: Hyper-parameter axes, in the spec's order.
     """
 
     path: Path
@@ -99,6 +134,7 @@ class SweepSpec:
     command: tuple[str, ...] | None = None
     slurm: dict[str, Any] = dataclasses.field(default_factory=dict)
     own_configs: frozenset[str] = frozenset()
+    hyper: tuple[HyperAxis, ...] = ()
 
     def fingerprint(self) -> str:
         """Hash of what makes two sweeps' runs comparable: dataset, configs (with contents), extra.
@@ -195,6 +231,31 @@ def _tasks(value: Any, domains: Sequence[str], where: str) -> tuple[tuple[str, s
         raise DabinError(f"{where}: {error}") from None
 
 
+def _hyper_axis(key: str, value: Any, methods: Sequence[str], where: str) -> HyperAxis:
+    """A hyper-parameter axis from ``KEY: [values]`` or ``KEY: {values: [...], methods: [...]}``."""
+    if not _HYPER_KEY.match(key):
+        raise DabinError(f"{where}: axis {key!r} is not a dotted config key (e.g. model.lambda_max)")
+    if key in _JOB_KEYS:
+        raise DabinError(f"{where}: axis {key!r} is set by every job; use the {_JOB_KEYS[key]!r} axis instead")
+    only: tuple[str, ...] | None = None
+    if isinstance(value, dict):
+        unknown = set(value) - {"values", "methods"}
+        if unknown or "values" not in value:
+            raise DabinError(f"{where}: axis {key}: expected {{values: [...], methods: [...]}}, got {value!r}")
+        only = _choices(value.get("methods", list(methods)), tuple(METHODS), "methods", f"{where}: axis {key}")
+        for method in only:
+            if method not in methods:
+                raise DabinError(f"{where}: axis {key}: method {method!r} is not on the methods axis "
+                                 f"({', '.join(methods)})")
+        value = value["values"]
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, (bool, int, float, str)) for item in items):
+        raise DabinError(f"{where}: axis {key} must list scalar values (numbers, strings, booleans), got {value!r}")
+    if len(set(map(repr, items))) != len(items):
+        raise DabinError(f"{where}: axis {key} repeats a value: {value!r}")
+    return HyperAxis(key=key, values=tuple(items), methods=only)
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec.
 
@@ -226,8 +287,9 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not isinstance(axes, dict):
         raise DabinError(f"{where}: axes must be a mapping of {', '.join(AXES)}")
     for axis in axes:
-        if axis not in AXES:
-            raise DabinError(f"{where}: unknown axis {axis!r}; expected one of {', '.join(AXES)}")
+        if axis not in AXES and "." not in str(axis):
+            raise DabinError(f"{where}: unknown axis {axis!r}; expected one of {', '.join(AXES)} "
+                             "or a dotted config key (model.lr)")
 
     dataset = str(raw.get("dataset", "embedded" if "domains" not in raw else "custom"))
     if "domains" in raw:
@@ -245,6 +307,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     tasks = _tasks(axes.get("tasks", "all"), domains, where) if transfer else ()
     folds = _ints(axes.get("folds", [0]), "folds", where) if mixed else ()
     seeds = _ints(axes.get("seeds", [0]), "seeds", where)
+    hyper = tuple(_hyper_axis(str(key), value, methods, where) for key, value in axes.items() if key not in AXES)
 
     configs_raw = raw.get("configs") or {}
     if not isinstance(configs_raw, dict):
@@ -282,7 +345,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         path=spec_path, name=str(raw.get("name", spec_path.parent.name)), dataset=dataset, domains=domains,
         out=Path(str(raw.get("out", f"runs/{spec_path.parent.name}"))), configs=configs,
         config_files=config_files, methods=methods, norms=norms, tasks=tasks, seeds=seeds, folds=folds,
-        extra=tuple(extra), workers=workers, command=command, slurm=slurm, own_configs=own,
+        extra=tuple(extra), workers=workers, command=command, slurm=slurm, own_configs=own, hyper=hyper,
     )
 
 

@@ -30,8 +30,8 @@ def _fit(folder: Path, *extra: str) -> dict:
 
 
 def test_points_are_recorded_with_every_validator_and_the_oracle_apart(tmp_path: Path) -> None:
-    plain = _fit(tmp_path / "plain")
-    probed = _fit(tmp_path / "probed", "--model.evaluation_points", "2")
+    plain = _fit(tmp_path / "plain", "--model.evaluation_points", "0")
+    probed = _fit(tmp_path / "probed", "--model.evaluation_points", "2", "--model.evaluation_target_images", "40")
     assert plain["evaluation_points"] == []
     points = probed["evaluation_points"]
     assert [p["step"] for p in points] == [2, 4]
@@ -52,3 +52,25 @@ def test_negative_points_are_one_error_line(tmp_path: Path, capsys: pytest.Captu
     status = main(["fit", "-c", str(DEMO / "dann.yaml"), "--model.evaluation_points", "-1",
                    "--trainer.default_root_dir", str(tmp_path)])
     assert status == 2 and "evaluation_points must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_negative_target_images_are_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["fit", "-c", str(DEMO / "dann.yaml"), "--model.evaluation_target_images", "1",
+                   "--trainer.default_root_dir", str(tmp_path)])
+    assert status == 2 and "evaluation_target_images must be >= 2 (or null for all), got 1" in capsys.readouterr().err
+
+
+def test_probe_loaders_cover_whole_splits_and_a_fixed_target_subset() -> None:
+    from datamodules import TransferDataModule
+
+    data = TransferDataModule(root="embedded", task="Ph->Sk", image_size=16, batch_size=16, num_workers=0)
+    data.setup("fit")
+    source_val, target_train, target_test = data.probe_dataloaders()
+    assert len(source_val.dataset) == len(data.splits["Photo"][1])
+    assert sum(len(batch[0]) for batch in target_train) == len(data.splits["Sketch"][0])
+    assert sum(len(batch[0]) for batch in target_test) == len(data.splits["Sketch"][1])
+    # A cap takes a fixed random subset: the same images every time, spread over the classes.
+    first = torch.cat([batch[1] for batch in data.probe_dataloaders(50)[1]])
+    again = torch.cat([batch[1] for batch in data.probe_dataloaders(50)[1]])
+    assert len(first) == 50 and torch.equal(first, again)
+    assert len(first.unique()) >= 8  # the split is in class order: a head would hold two or three classes

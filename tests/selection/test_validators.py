@@ -16,6 +16,7 @@ from dabin.errors import DabinError
 from dabin.selection import (
     VALIDATOR_NAMES,
     VALIDATORS,
+    UndefinedScore,
     ValidationInputs,
     bnm,
     class_ami,
@@ -402,3 +403,16 @@ def test_score_all() -> None:
     assert score_all(inputs, ["bnm", "im"]) == {"bnm": bnm(inputs), "im": im(inputs)}
     with pytest.raises(DabinError, match="unknown validator 'acc'"):
         score_all(inputs, ["acc"])
+
+
+def test_score_all_records_an_undefined_validator_as_nan() -> None:
+    # Five target images and six classes: k-means cannot make C clusters, every other score exists.
+    g = torch.Generator().manual_seed(1)
+    inputs = ValidationInputs(source_logits=torch.randn(12, 6, generator=g), source_labels=torch.arange(12) % 6,
+                              source_features=torch.randn(12, 3, generator=g),
+                              target_logits=torch.randn(5, 6, generator=g), target_features=torch.randn(5, 3, generator=g))
+    with pytest.raises(UndefinedScore, match="class_ami needs at least C=6 target samples"):
+        class_ami(inputs)
+    scores = score_all(inputs, [name for name in VALIDATOR_NAMES if name != "mixval"])
+    assert math.isnan(scores["class_ami"])
+    assert all(math.isfinite(v) for name, v in scores.items() if name != "class_ami")

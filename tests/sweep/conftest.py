@@ -47,6 +47,6 @@ def tiny_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The tiny spec, with the fake trainer as the training command."""
     monkeypatch.setenv("DABIN_SWEEP_COMMAND", fake_command())
     for name in ("FAKE_FIT_FAIL", "FAKE_FIT_SLEEP_ON", "FAKE_FIT_NAN", "FAKE_FIT_PREEMPT", "FAKE_FIT_CKPT_BYTES",
-                 "FAKE_FIT_DISK_FULL"):
+                 "FAKE_FIT_DISK_FULL", "FAKE_FIT_NO_POINTS"):
         monkeypatch.delenv(name, raising=False)
     return write_spec(tmp_path / "spec")

@@ -6,7 +6,12 @@ Behaviour is steered by environment variables so one script covers every test:
 ``FAKE_FIT_NAN`` makes matching runs report a NaN accuracy;
 ``FAKE_FIT_PREEMPT`` makes matching runs exit as a pre-empted trainer does (status 75, checkpoint kept);
 ``FAKE_FIT_DISK_FULL`` makes matching runs die as a trainer does whose write met a full disk;
-``FAKE_FIT_CKPT_BYTES`` sets the size of the checkpoint it writes (to fill a small disk).
+``FAKE_FIT_CKPT_BYTES`` sets the size of the checkpoint it writes (to fill a small disk);
+``FAKE_FIT_NO_POINTS`` leaves out the evaluation points.
+
+A transfer run records three evaluation points with made-up validator scores, the last one at the
+end (its oracle is the tested accuracy). ``--model.*`` arguments beyond the sweep's own (a
+hyper-parameter axis) change the accuracies, as a real setting would.
 """
 
 from __future__ import annotations
@@ -62,10 +67,20 @@ if os.environ.get("FAKE_FIT_FAIL", "\0") in place:
     sys.exit(1)
 
 
-def accuracy(domain: str) -> float:
+hyper = " ".join(arg for arg in unknown if arg.startswith("--model.") or not arg.startswith("--"))
+hyper = hyper if any(arg.startswith("--model.") for arg in unknown) else ""
+
+
+def accuracy(domain: str, salt: str = "") -> float:
     """Deterministic per run, BIN a little better than BN."""
-    key = f"{args.norm}-{args.source}-{args.target}-{args.fold}-{args.seed}-{domain}"
+    key = f"{args.norm}-{args.source}-{args.target}-{args.fold}-{args.seed}-{domain}{hyper}{salt}"
     return round(40 + zlib.crc32(key.encode()) % 4000 / 100 + (3 if args.norm == "bin" else 0), 2)
+
+
+def score(name: str, step: int) -> float:
+    """A made-up validator score, deterministic per run, point and validator."""
+    key = f"{args.norm}-{args.source}-{args.target}-{args.seed}{hyper}-{name}-{step}"
+    return round(zlib.crc32(key.encode()) % 1000 / 10 - 50, 2)
 
 
 domains = [args.target] if args.source else args.domains.split(",")
@@ -77,6 +92,11 @@ metrics = {"test": test, "average": sum(v["accuracy"] for v in test.values()) / 
            "model_selection": "last checkpoint (no target labels)", "method": method, "norm": args.norm,
            "source": args.source, "target": args.target, "fold": args.fold, "seed": args.seed, "steps": 3,
            "time_s": 0.1, "config": {}}
+if args.source and not os.environ.get("FAKE_FIT_NO_POINTS"):
+    oracle = [accuracy(args.target, f"@{step}") for step in (1, 2)] + [test[args.target]["accuracy"]]
+    metrics["evaluation_points"] = [
+        {"step": step, "scores": {name: score(name, step) for name in ("source_val", "entropy", "snd")},
+         "oracle": {"target_test_accuracy": value}} for step, value in zip((1, 2, 3), oracle)]
 (run / "metrics.json").write_text(json.dumps(metrics))
 if args.norm == "bin":
     rows = ["layer,stage,level,depth,channel,gate"]

@@ -12,7 +12,7 @@ from dabin.sweep.jobs import check_metrics
 
 
 def _metrics(tmp_path, test) -> None:
-    (tmp_path / "metrics.json").write_text(json.dumps({"test": test, "steps": 3}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"test": test, "method": "dann", "steps": 3}))
 
 
 @pytest.mark.parametrize(("test", "problem"), [
@@ -21,7 +21,7 @@ def _metrics(tmp_path, test) -> None:
     ({"Bb": {"accuracy": 152.0, "n": 5}}, "accuracy of 'Bb' is 152.0, not a percentage"),
     ({"Bb": {"accuracy": 52.0}}, "n of 'Bb' is None, not a positive number"),
     ({"Bb": {"accuracy": 52.0, "n": 0}}, "n of 'Bb' is 0, not a positive number"),
-    ({}, "metrics.json has no test results"),
+    ({}, "metrics.json: no test results"),
 ])
 def test_bad_metrics_fail_the_run(tmp_path, test, problem):
     _metrics(tmp_path, test)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dabin import DabinError
 from dabin.cli import main
-from dabin.sweep import expand_jobs, job_command, load_spec, narrow
+from dabin.sweep import Job, expand_jobs, job_command, load_spec, narrow
 from tests.sweep.conftest import TINY_JOBS, TINY_SPEC, write_spec
 
 
@@ -70,6 +72,14 @@ def test_all_tasks_and_fingerprint(tmp_path):
     (("seeds: [0, 1]", "seeds: [-1]"), "seeds must be non-negative integers"),
     (("mixed: mixed.yaml", "mixed: gone.yaml"), "config of 'mixed' not found"),
     (("domains: [Aa, Bb, Cc]", "dataset: mnist"), "unknown dataset 'mnist'"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.: [1]"), "axis 'model.' is not a dotted config key"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.norm: [bn]"), "axis 'model.norm' is set by every job; use the 'norms'"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: [[0.1]]"), "axis model.lr must list scalar values"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: []"), "axis model.lr must list scalar values"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: [0.1, 0.1]"), "axis model.lr repeats a value"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: {{values: [1], methods: [mdd]}}"),
+     "axis model.lr: method 'mdd' is not on the methods axis"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: {{value: [1]}}"), "axis model.lr: expected {values"),
 ])
 def test_bad_spec_is_one_error_line(tmp_path, capsys, change, message):
     spec = write_spec(tmp_path, TINY_SPEC.replace(*change))
@@ -97,3 +107,30 @@ def test_bad_filter_is_one_error_line(tiny_spec, capsys, flags, message):
 def test_missing_spec(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "none.yaml")]) == 2
     assert capsys.readouterr().err == f"dabin: error: sweep spec not found: {tmp_path / 'none.yaml'}\n"
+
+
+HYPER_SPEC = TINY_SPEC.replace("  folds: [0, 1]", """  folds: [0, 1]
+  model.lambda_max: {{values: [0.1, 1.0], methods: [dann]}}
+  model.lr: [0.01, 0.1]""")
+
+
+def test_hyper_parameter_axes_multiply_the_runs_of_their_methods(tmp_path):
+    spec = load_spec(write_spec(tmp_path, HYPER_SPEC))
+    assert [(a.key, a.values, a.methods) for a in spec.hyper] == [("model.lambda_max", (0.1, 1.0), ("dann",)),
+                                                                  ("model.lr", (0.01, 0.1), None)]
+    jobs = expand_jobs(spec)
+    by_method = {m: [j for j in jobs if j.method == m] for m in spec.methods}
+    # dann: 2 tasks x 2 lambda x 2 lr x 2 norms x 2 seeds; the others sweep only the lr.
+    assert (len(by_method["dann"]), len(by_method["source_only"]), len(by_method["mixed"])) == (32, 16, 16)
+    assert len({j.name for j in jobs}) == len(jobs)
+    job = by_method["dann"][0]
+    assert job.hparams == (("model.lambda_max", 0.1), ("model.lr", 0.01))
+    assert job.label == "dann bn Aa→Bb seed 0 model.lambda_max=0.1 model.lr=0.01"
+    assert job.name.startswith("dann_bn_Aa-Bb_s0_lambda_max0.1_lr0.01_")
+    command = job_command(job, tmp_path / "run", base=["fit"])
+    assert command[-4:] == ["--model.lambda_max", "0.1", "--model.lr", "0.01"]  # after extra: nothing overrides
+    # The record of a job keeps its values; a job without axes keeps the name it always had.
+    assert Job.from_json(job.to_json()) == job
+    plain = dataclasses.replace(job, hparams=())
+    assert "hparams" not in plain.identity() and plain.name.startswith("dann_bn_Aa-Bb_s0_")
+    assert spec.fingerprint() == load_spec(write_spec(tmp_path / "b", TINY_SPEC)).fingerprint()

@@ -170,3 +170,26 @@ def test_out_dir_of_another_sweep_is_refused(tiny_spec, capsys):
     assert (out / "results.csv").read_text() == before
     assert len(attempts(run_dir(out, "dann_bn_Aa-Bb_s0"))) == 1
 
+
+
+def test_a_hyper_parameter_axis_is_in_the_results_and_resumes(tiny_spec, capsys):
+    out = tiny_spec.parent / "out"
+    text = tiny_spec.read_text().replace("methods: [dann, source_only, mixed]", "methods: [dann]")
+    text = text.replace("norms: [bn, bin]", "norms: [bin]").replace("seeds: [0, 1]", "seeds: [0]")
+    tiny_spec.write_text(text + "  model.lr: [0.01, 0.1]\n")
+    assert sweep(tiny_spec) == 0
+    rows = read_results(out / "results.csv")
+    assert sorted((r["task"], r["hparams"]) for r in rows) == [
+        ("Aa→Bb", "model.lr=0.01"), ("Aa→Bb", "model.lr=0.1"), ("Bb→Cc", "model.lr=0.01"), ("Bb→Cc", "model.lr=0.1")]
+    for row in rows:  # each run got its value, last on its command line
+        job = json.loads((out / row["run"] / "job.json").read_text())
+        assert attempts(out / row["run"])[0].endswith(f"--model.lr {job['hparams']['model.lr']}")
+    assert len({r["accuracy"] for r in rows}) == 4
+    # A value added later runs only the new runs: the others are found by name.
+    tiny_spec.write_text(text + "  model.lr: [0.01, 0.1, 0.3]\n")
+    capsys.readouterr()
+    assert sweep(tiny_spec, "--dry-run") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "6 jobs (4 done, 2 missing); 2 would run"
+    assert sweep(tiny_spec) == 0
+    assert all(len(attempts(p.parent)) == 1 for p in out.glob("*/job.json"))
+    assert len(read_results(out / "results.csv")) == 6

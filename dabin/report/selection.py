@@ -1,0 +1,450 @@
+"""Model selection without target labels, as the report shows it: each validator's pick beside the oracle.
+
+A transfer run with evaluation points (:mod:`dabin.selection.probe`) recorded, at a few steps, every
+validator's score and, apart, the target test accuracy at that step (the *oracle*). From the run
+records the report makes **candidates**, one per (run, evaluation point), and picks among them:
+
+* **over checkpoints**: within one run, the point with the highest score;
+* **over settings**: among the runs of one (method, norm, task, seed) that differ only in the
+  sweep's hyper-parameter axes, the run whose last checkpoint scores highest;
+* **over both**: among every point of those runs.
+
+A pick's accuracy is the oracle's value at the picked point: what the selection would have
+obtained, read after the fact. The *last checkpoint* (averaged over settings) is the no-selection
+baseline; the *oracle* row picks by target test accuracy itself, an upper bound that uses target
+labels and is never a headline.
+
+How well a validator tracks target accuracy is the Spearman rank correlation between its score and
+the oracle's accuracy (:func:`scipy.stats.spearmanr`), as in Musgrave et al. (2022):
+
+* **over checkpoints**: within each run across its points, then the mean over runs;
+* **over runs**: across the runs of one (method, norm, task) (settings and seeds; last checkpoint),
+  then the mean over those groups.
+
+A ranking needs three values at least; a group with fewer, or whose scores or accuracies are all
+equal, has no correlation and is left out of the mean (the count says how many were used).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+
+from dabin.errors import DabinError
+from dabin.record import METRICS, RecordError, RunRecord
+from dabin.report.inputs import Run, Sweep
+from dabin.selection.validators import VALIDATOR_NAMES
+
+__all__ = [
+    "LAST",
+    "ORACLE",
+    "SCOPES",
+    "Candidate",
+    "Correlation",
+    "Selection",
+    "SelectionReport",
+    "SelectionTable",
+    "correlation_csv",
+    "headline_rule",
+    "headline_runs",
+    "load_candidates",
+    "pick",
+    "score_plot_png",
+    "selection_csv",
+    "selection_report",
+    "selection_tables",
+    "validator_correlations",
+]
+
+#: The rule that picks by target test accuracy: a bound, using target labels, never a headline.
+ORACLE = "oracle"
+#: The rule that picks nothing: the last checkpoint, every setting averaged.
+LAST = "last checkpoint"
+#: Where a rule picks: within a run, among the runs of a hyper-parameter sweep, among both.
+SCOPES: tuple[str, ...] = ("checkpoints", "settings", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One evaluation point of one finished transfer run.
+
+    Attributes:
+        run: The run.
+        step: Steps done at the point.
+        scores: Validator name -> score (higher is better; NaN where undefined).
+        accuracy: The oracle: target test accuracy (%) at the point.
+        last: Whether the point is the end of training (the tested last checkpoint).
+    """
+
+    run: Run
+    step: int
+    scores: Mapping[str, float]
+    accuracy: float
+    last: bool
+
+
+def load_candidates(sweep: Sweep) -> dict[str, tuple[Candidate, ...]]:
+    """The evaluation points of every finished transfer run that has a record with some.
+
+    Args:
+        sweep: The checked sweep; run records are read from ``folder/<run>/metrics.json``.
+
+    Returns:
+        Run key -> its candidates in step order (runs without a folder or points are absent).
+
+    Raises:
+        DabinError: A run's record exists but cannot be read (names the file and the field).
+    """
+    candidates: dict[str, tuple[Candidate, ...]] = {}
+    for run in sweep.runs:
+        folder = sweep.folder / run.key
+        # A results.csv may travel without its run folders (or with only their gates): no points then.
+        if run.status != "ok" or not run.transfer or not (folder / METRICS).is_file():
+            continue
+        try:
+            record = RunRecord.read(folder)
+        except RecordError as error:
+            raise DabinError(f"{folder}: {error}") from None
+        if not record.evaluation_points:
+            continue
+        end = max(point.step for point in record.evaluation_points) if record.steps is None else record.steps
+        candidates[run.key] = tuple(
+            Candidate(run=run, step=point.step, scores=point.scores, accuracy=point.oracle_target_test,
+                      last=point.step == end)
+            for point in sorted(record.evaluation_points, key=lambda point: point.step))
+    return candidates
+
+
+def _score(candidate: Candidate, rule: str) -> float:
+    if rule == ORACLE:
+        return candidate.accuracy
+    value = candidate.scores.get(rule, math.nan)
+    return -math.inf if math.isnan(value) else value
+
+
+def pick(candidates: Sequence[Candidate], rule: str) -> Candidate:
+    """The candidate a rule keeps: the highest score; among equals the later step (fewer choices made).
+
+    Args:
+        candidates: At least one candidate.
+        rule: A validator's name or :data:`ORACLE`.
+    """
+    return max(candidates, key=lambda c: (_score(c, rule), c.step))
+
+
+def _last_point(points: Sequence[Candidate]) -> Candidate | None:
+    return next((c for c in reversed(points) if c.last), None)
+
+
+def _group_key(run: Run) -> tuple[str, str, str, str, int]:
+    return run.method, run.norm, run.source, run.target, run.seed
+
+
+def _pool(candidates: Mapping[str, Sequence[Candidate]], scope: str) -> list[list[Candidate]]:
+    """The pools a rule picks from in one scope (a run's points; a group's last points; all of a group's)."""
+    if scope == "checkpoints":
+        return [list(points) for points in candidates.values()]
+    groups: dict[tuple[str, str, str, str, int], list[Candidate]] = collections.defaultdict(list)
+    for points in candidates.values():
+        last = _last_point(points)
+        if scope == "settings" and last is not None:
+            groups[_group_key(last.run)].append(last)
+        elif scope == "both":
+            groups[_group_key(points[0].run)] += points
+    return [pool for pool in groups.values() if pool]
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What one rule obtained in one scope for one (method, norm).
+
+    Attributes:
+        rule: :data:`LAST`, a validator's name or :data:`ORACLE`.
+        scope: One of :data:`SCOPES`.
+        mean: Mean target test accuracy (%) of the picks (None: nothing to pick from).
+        n: Picks averaged (runs for ``checkpoints``, task × seed groups otherwise).
+    """
+
+    rule: str
+    scope: str
+    mean: float | None
+    n: int
+
+    @property
+    def uses_target_labels(self) -> bool:
+        """Only the oracle reads target labels."""
+        return self.rule == ORACLE
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionTable:
+    """Every rule in every scope for one (method, norm).
+
+    Attributes:
+        method: The method.
+        norm: The normalization layer.
+        scopes: The scopes shown (``settings`` and ``both`` only for sweeps with hyper-parameter axes).
+        rules: Rules in display order: last checkpoint, the validators, the oracle.
+        cells: (rule, scope) -> selection.
+        runs: Runs with evaluation points.
+    """
+
+    method: str
+    norm: str
+    scopes: tuple[str, ...]
+    rules: tuple[str, ...]
+    cells: dict[tuple[str, str], Selection]
+    runs: int
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _validators(candidates: Mapping[str, Sequence[Candidate]]) -> tuple[str, ...]:
+    names = dict.fromkeys(name for points in candidates.values() for c in points for name in c.scores)
+    known = [name for name in VALIDATOR_NAMES if name in names]
+    return tuple(known + [name for name in names if name not in known])
+
+
+def selection_tables(candidates: Mapping[str, Sequence[Candidate]], hyper: bool) -> list[SelectionTable]:
+    """Per (method, norm), the mean accuracy each rule obtains in each scope.
+
+    Args:
+        candidates: From :func:`load_candidates`.
+        hyper: Whether the sweep has hyper-parameter axes (the ``settings`` and ``both`` scopes).
+
+    Returns:
+        One table per (method, norm) with candidates, in the order first seen.
+    """
+    scopes = SCOPES if hyper else SCOPES[:1]
+    rules = (LAST, *_validators(candidates), ORACLE)
+    columns = dict.fromkeys((points[0].run.method, points[0].run.norm) for points in candidates.values())
+    tables = []
+    for method, norm in columns:
+        mine = {key: points for key, points in candidates.items()
+                if (points[0].run.method, points[0].run.norm) == (method, norm)}
+        last = [c.accuracy for points in mine.values() if (c := _last_point(points)) is not None]
+        cells = {}
+        for scope in scopes:
+            pools = _pool(mine, scope)
+            cells[LAST, scope] = Selection(LAST, scope, _mean(last), len(last))
+            for rule in rules[1:]:
+                picks = [pick(pool, rule).accuracy for pool in pools]
+                cells[rule, scope] = Selection(rule, scope, _mean(picks), len(picks))
+        tables.append(SelectionTable(method=method, norm=norm, scopes=scopes, rules=rules, cells=cells,
+                                     runs=len(mine)))
+    return tables
+
+
+@dataclasses.dataclass(frozen=True)
+class Correlation:
+    """How well one validator ranks like the target accuracy.
+
+    Attributes:
+        validator: The validator.
+        over_checkpoints: Mean Spearman ρ within runs (None: no run with a ranking).
+        runs: Runs it averages.
+        over_runs: Mean Spearman ρ across the runs of each (method, norm, task).
+        groups: Groups it averages.
+    """
+
+    validator: str
+    over_checkpoints: float | None
+    runs: int
+    over_runs: float | None
+    groups: int
+
+
+def _spearman(pairs: Sequence[tuple[float, float]]) -> float | None:
+    from scipy.stats import spearmanr
+
+    pairs = [(s, a) for s, a in pairs if math.isfinite(s)]
+    if len(pairs) < 3 or len({s for s, _ in pairs}) < 2 or len({a for _, a in pairs}) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = float(spearmanr([s for s, _ in pairs], [a for _, a in pairs]).statistic)
+    return rho if math.isfinite(rho) else None
+
+
+def validator_correlations(candidates: Mapping[str, Sequence[Candidate]]) -> list[Correlation]:
+    """Spearman correlations of every validator with the target accuracy, over checkpoints and over runs."""
+    groups: dict[tuple[str, str, str, str], list[Candidate]] = collections.defaultdict(list)
+    for points in candidates.values():
+        last = _last_point(points)
+        if last is not None:
+            groups[last.run.method, last.run.norm, last.run.source, last.run.target].append(last)
+    result = []
+    for name in _validators(candidates):
+        within = [rho for points in candidates.values()
+                  if (rho := _spearman([(c.scores.get(name, math.nan), c.accuracy) for c in points])) is not None]
+        across = [rho for pool in groups.values()
+                  if (rho := _spearman([(c.scores.get(name, math.nan), c.accuracy) for c in pool])) is not None]
+        result.append(Correlation(validator=name, over_checkpoints=_mean(within), runs=len(within),
+                                  over_runs=_mean(across), groups=len(across)))
+    return result
+
+
+def headline_runs(sweep: Sweep, candidates: Mapping[str, Sequence[Candidate]], validator: str | None) -> list[Run]:
+    """The runs the headline tables show: one per (method, norm, task or fold, seed).
+
+    Args:
+        sweep: The checked sweep.
+        candidates: From :func:`load_candidates`.
+        validator: ``--select``: this validator's pick over checkpoints and settings, its accuracy
+            the oracle's value at the picked point. None: the last checkpoint; in a sweep with
+            hyper-parameter axes the setting with the best source validation accuracy at the end.
+
+    Returns:
+        Transfer runs with ``accuracy`` = ``{target: picked accuracy}``, then the other runs as they are.
+
+    Raises:
+        DabinError: ``validator`` is not one the runs recorded, or a finished transfer run has no
+            evaluation point to pick from (or, by default, a setting has no source validation accuracy).
+    """
+    if validator is not None:
+        known = _validators(candidates)
+        if validator == ORACLE:
+            raise DabinError("--select oracle: the oracle uses target labels and is never the headline; "
+                             "the report shows it beside the validators")
+        if validator not in known:
+            raise DabinError(f"--select {validator}: not a validator the runs recorded"
+                             + (f" ({', '.join(known)})" if known else " (no run has evaluation points)"))
+    groups: dict[tuple[str, str, str, str, int], list[Run]] = collections.defaultdict(list)
+    others = []
+    for run in sweep.runs:
+        (groups[_group_key(run)] if run.transfer else others).append(run)
+    chosen: list[Run] = []
+    for runs in groups.values():
+        finished = [run for run in runs if run.status == "ok"]
+        if not finished:
+            chosen += runs
+        elif validator is not None:
+            missing = [run for run in finished if run.key not in candidates]
+            if missing:
+                raise DabinError(f"--select {validator}: run {missing[0].key} ({missing[0].method} {missing[0].norm} "
+                                 f"{missing[0].place} seed {missing[0].seed}) has no evaluation points to pick from "
+                                 "(train with --model.evaluation_points K)")
+            best = pick([c for run in finished for c in candidates[run.key]], validator)
+            chosen.append(dataclasses.replace(best.run, accuracy={best.run.target: best.accuracy}))
+        elif len(finished) == 1:
+            chosen.append(finished[0])
+        else:
+            chosen.append(max(finished, key=lambda run: (_source_val(run, candidates), run.key)))
+    return chosen + others
+
+
+def _source_val(run: Run, candidates: Mapping[str, Sequence[Candidate]]) -> float:
+    last = _last_point(candidates.get(run.key, ()))
+    if last is not None and math.isfinite(last.scores.get("source_val", math.nan)):
+        return last.scores["source_val"]
+    if run.source_val is not None:
+        return run.source_val
+    raise DabinError(f"run {run.key} ({run.place} seed {run.seed}) has no source validation accuracy to choose "
+                     "its hyper-parameters by; give --select VALIDATOR")
+
+
+def selection_csv(tables: Iterable[SelectionTable]) -> str:
+    """``selection.csv``: method, norm, rule, scope, target labels used, mean accuracy, n."""
+    lines = ["method,norm,rule,scope,uses_target_labels,mean_accuracy,n"]
+    for table in tables:
+        for rule in table.rules:
+            for scope in table.scopes:
+                cell = table.cells[rule, scope]
+                mean = "" if cell.mean is None else f"{cell.mean:.4f}"
+                lines.append(f"{table.method},{table.norm},{rule},{scope},{str(cell.uses_target_labels).lower()},"
+                             f"{mean},{cell.n}")
+    return "\n".join(lines) + "\n"
+
+
+def correlation_csv(correlations: Iterable[Correlation]) -> str:
+    """``validator_correlations.csv``: validator, ρ over checkpoints (runs), ρ over runs (groups)."""
+    lines = ["validator,spearman_over_checkpoints,runs,spearman_over_runs,groups"]
+    for c in correlations:
+        within = "" if c.over_checkpoints is None else f"{c.over_checkpoints:.4f}"
+        across = "" if c.over_runs is None else f"{c.over_runs:.4f}"
+        lines.append(f"{c.validator},{within},{c.runs},{across},{c.groups}")
+    return "\n".join(lines) + "\n"
+
+
+def score_plot_png(candidates: Mapping[str, Sequence[Candidate]]) -> bytes:
+    """Every evaluation point's score against its target test accuracy, one panel per validator, as PNG."""
+    from matplotlib.figure import Figure
+
+    names = _validators(candidates)
+    columns = min(4, len(names))
+    rows = math.ceil(len(names) / columns)
+    fig = Figure(figsize=(3.2 * columns, 2.8 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    tasks = list(dict.fromkeys(points[0].run.task for points in candidates.values()))
+    colors = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
+    for index, name in enumerate(names):
+        ax = axes[index // columns][index % columns]
+        for t, task in enumerate(tasks):
+            points = [c for pts in candidates.values() for c in pts
+                      if c.run.task == task and math.isfinite(c.scores.get(name, math.nan))]
+            ax.scatter([c.scores[name] for c in points], [c.accuracy for c in points], s=8, alpha=0.6,
+                       color=colors[t % len(colors)], label=task)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("score (higher is better)", fontsize=8)
+        ax.set_ylabel("target test accuracy (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for index in range(len(names), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    if tasks:
+        axes[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionReport:
+    """What the report's selection section shows.
+
+    Attributes:
+        headline: How the headline tables chose their runs and checkpoints, in words.
+        tables: Per (method, norm), every rule in every scope.
+        correlations: Per validator, its rank correlations with target accuracy.
+        with_points: Finished transfer runs with evaluation points.
+        without_points: Finished transfer runs without (trained with ``evaluation_points: 0``, or
+            no run folder beside ``results.csv``).
+        hyper: Whether the sweep has hyper-parameter axes.
+    """
+
+    headline: str
+    tables: tuple[SelectionTable, ...]
+    correlations: tuple[Correlation, ...]
+    with_points: int
+    without_points: int
+    hyper: bool
+
+
+def headline_rule(validator: str | None, hyper: bool) -> str:
+    """The headline's selection rule in words ("" when it is the runs' own: the last checkpoint)."""
+    if validator is not None:
+        over = "evaluation points and hyper-parameter settings" if hyper else "evaluation points"
+        return (f"validator `{validator}`'s pick over {over}, per task and seed (no target labels); a cell's "
+                "accuracy is the target test accuracy at the picked point (`--select`)")
+    if hyper:
+        return ("last checkpoint; of the hyper-parameter settings, per task and seed, the one with the best source "
+                "validation accuracy (no target labels; `--select VALIDATOR` picks by another)")
+    return ""
+
+
+def selection_report(sweep: Sweep, candidates: Mapping[str, Sequence[Candidate]],
+                     validator: str | None) -> SelectionReport:
+    """Everything the selection section shows (the tables are empty when no run has points)."""
+    hyper = any(run.hparams for run in sweep.runs)
+    finished = [run for run in sweep.runs if run.status == "ok" and run.transfer]
+    return SelectionReport(headline=headline_rule(validator, hyper),
+                           tables=tuple(selection_tables(candidates, hyper)) if candidates else (),
+                           correlations=tuple(validator_correlations(candidates)) if candidates else (),
+                           with_points=sum(run.key in candidates for run in finished),
+                           without_points=sum(run.key not in candidates for run in finished), hyper=hyper)

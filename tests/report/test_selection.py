@@ -1,0 +1,169 @@
+"""The report's model selection: each validator's pick beside the oracle, correlations, ``--select``.
+
+Runs come from a real sweep with the fake trainer (made-up scores at three evaluation points per run);
+every expected number is computed here by hand from the runs' ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dabin.cli import main
+from tests.sweep.conftest import TINY_SPEC, fake_command, write_spec
+
+SPEC = TINY_SPEC.replace("methods: [dann, source_only, mixed]", "methods: [dann, mixed]").replace(
+    "norms: [bn, bin]", "norms: [bin]").replace("  folds: [0, 1]", "  folds: [0]\n  model.lr: {{values: [0.01, 0.1, 0.3], methods: [dann]}}")
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished sweep: DANN BIN on 2 tasks x 2 seeds x 3 learning rates, plus one mixed fold."""
+    folder = tmp_path_factory.mktemp("selection")
+    spec = write_spec(folder, SPEC)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DABIN_SWEEP_COMMAND", fake_command())
+        assert main(["sweep", str(spec), "--workers", "2"]) == 0
+    return folder / "out"
+
+
+def _runs(out: Path) -> list[dict]:
+    runs = []
+    for job_file in sorted(out.glob("*/job.json")):
+        job = json.loads(job_file.read_text())
+        metrics = json.loads((job_file.parent / "metrics.json").read_text())
+        if job["method"] == "dann":
+            runs.append({"job": job, "points": metrics["evaluation_points"],
+                         "final": metrics["test"][job["target"]]["accuracy"], "source_val": metrics.get("source_val")})
+    return runs
+
+
+def _best(points: list[dict], name: str) -> dict:
+    # Highest score; among equal scores the later point.
+    return max(points, key=lambda p: (p["scores"][name], p["step"]))
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _ranks(values: list[float]) -> np.ndarray:
+    order = np.argsort(values)
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    return ranks
+
+
+def _rho(x: list[float], y: list[float]) -> float:
+    return float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])  # no ties in the fake scores
+
+
+def test_each_validator_pick_and_the_oracle_match_a_hand_computation(swept: Path) -> None:
+    assert main(["report", str(swept)]) == 0
+    runs = _runs(swept)
+    assert len(runs) == 12 and all(len(r["points"]) == 3 for r in runs)
+    table = {(row["rule"], row["scope"]): row for row in _csv(swept / "selection.csv")}
+    groups = defaultdict(list)
+    for run in runs:
+        groups[run["job"]["target"], run["job"]["seed"]].append(run)
+    for name in ("source_val", "entropy", "snd"):
+        within = statistics.mean(_best(r["points"], name)["oracle"]["target_test_accuracy"] for r in runs)
+        settings = statistics.mean(max(g, key=lambda r: r["points"][-1]["scores"][name])["final"]
+                                   for g in groups.values())
+        both = statistics.mean(_best([p for r in g for p in r["points"]], name)["oracle"]["target_test_accuracy"]
+                               for g in groups.values())
+        assert float(table[name, "checkpoints"]["mean_accuracy"]) == pytest.approx(within, abs=1e-4)
+        assert float(table[name, "settings"]["mean_accuracy"]) == pytest.approx(settings, abs=1e-4)
+        assert float(table[name, "both"]["mean_accuracy"]) == pytest.approx(both, abs=1e-4)
+        assert table[name, "both"]["uses_target_labels"] == "false" and table[name, "both"]["n"] == "4"
+    oracle = statistics.mean(max(p["oracle"]["target_test_accuracy"] for r in g for p in r["points"])
+                             for g in groups.values())
+    assert float(table["oracle", "both"]["mean_accuracy"]) == pytest.approx(oracle, abs=1e-4)
+    assert table["oracle", "both"]["uses_target_labels"] == "true"
+    assert float(table["last checkpoint", "checkpoints"]["mean_accuracy"]) == pytest.approx(
+        statistics.mean(r["final"] for r in runs), abs=1e-4)
+    # Every validator's pick is at most the oracle's, in every scope.
+    for scope in ("checkpoints", "settings", "both"):
+        assert all(float(row["mean_accuracy"]) <= float(table["oracle", scope]["mean_accuracy"]) + 1e-9
+                   for (rule, s), row in table.items() if s == scope)
+    text = (swept / "report.md").read_text()
+    assert "## Choosing without target labels" in text and "| **oracle** (bound) | **yes** |" in text
+    assert "![Validator score vs target test accuracy" in text and (swept / "validator_scores.png").stat().st_size > 1000
+
+
+def test_spearman_correlations_match_a_hand_computation(swept: Path) -> None:
+    assert main(["report", str(swept)]) == 0
+    runs = _runs(swept)
+    rows = {row["validator"]: row for row in _csv(swept / "validator_correlations.csv")}
+    for name in ("source_val", "entropy", "snd"):
+        within = statistics.mean(_rho([p["scores"][name] for p in r["points"]],
+                                      [p["oracle"]["target_test_accuracy"] for p in r["points"]]) for r in runs)
+        by_task = defaultdict(list)
+        for run in runs:
+            by_task[run["job"]["target"]].append(run)
+        across = statistics.mean(_rho([r["points"][-1]["scores"][name] for r in group], [r["final"] for r in group])
+                                 for group in by_task.values())
+        assert float(rows[name]["spearman_over_checkpoints"]) == pytest.approx(within, abs=1e-4)
+        assert rows[name]["runs"] == "12" and rows[name]["groups"] == "2"
+        assert float(rows[name]["spearman_over_runs"]) == pytest.approx(across, abs=1e-4)
+
+
+def test_select_makes_a_validator_pick_the_headline(swept: Path, tmp_path: Path) -> None:
+    runs = _runs(swept)
+    assert main(["report", str(swept), "--select", "snd", "--out", str(tmp_path / "report.md")]) == 0
+    cells = {row["task"]: row for row in _csv(tmp_path / "table4.csv") if row["task"] != "Avg"}
+    by_cell = defaultdict(list)
+    for target in {r["job"]["target"] for r in runs}:
+        for seed in (0, 1):
+            pool = [p for r in runs if (r["job"]["target"], r["job"]["seed"]) == (target, seed) for p in r["points"]]
+            by_cell[target].append(_best(pool, "snd")["oracle"]["target_test_accuracy"])
+    for row in cells.values():
+        assert float(row["mean"]) == pytest.approx(statistics.mean(by_cell[row["target"]]), abs=1e-3)
+        assert row["n"] == "2"  # one pick per seed, not one row per setting
+    text = (tmp_path / "report.md").read_text()
+    assert "**Headline tables**: validator `snd`'s pick over evaluation points and hyper-parameter settings" in text
+    # The mixed-domain runs have no evaluation points: their table is the last checkpoint as always.
+    assert "## Table 3: mixed-domain classification" in text
+
+
+def test_by_default_a_hyper_parameter_sweep_chooses_settings_by_source_validation(swept: Path, tmp_path: Path) -> None:
+    runs = _runs(swept)
+    assert main(["report", str(swept), "--out", str(tmp_path / "report.md")]) == 0
+    cells = {row["target"]: float(row["mean"]) for row in _csv(tmp_path / "table4.csv") if row["task"] != "Avg"}
+    for target, mean in cells.items():
+        picks = [max((r for r in runs if (r["job"]["target"], r["job"]["seed"]) == (target, seed)),
+                     key=lambda r: r["points"][-1]["scores"]["source_val"])["final"] for seed in (0, 1)]
+        assert mean == pytest.approx(statistics.mean(picks), abs=1e-3)
+    assert "the one with the best source validation accuracy" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("select", "message"), [
+    ("oracle", "--select oracle: the oracle uses target labels and is never the headline"),
+    ("nope", "--select nope: not a validator the runs recorded (source_val, entropy, snd)"),
+])
+def test_bad_select_is_one_line_and_writes_nothing(swept: Path, tmp_path: Path, capsys, select, message) -> None:
+    out = tmp_path / "report.md"
+    assert main(["report", str(swept), "--select", select, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not out.exists()
+
+
+def test_select_without_evaluation_points_says_how_to_get_them(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, TINY_SPEC.replace("methods: [dann, source_only, mixed]", "methods: [dann]"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DABIN_SWEEP_COMMAND", fake_command())
+        patch.setenv("FAKE_FIT_NO_POINTS", "1")
+        assert main(["sweep", str(spec)]) == 0
+    out = tmp_path / "out"
+    assert main(["report", str(out)]) == 0
+    assert "No finished transfer run has evaluation points (8 without)" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(out), "--select", "snd"]) == 2
+    assert "--select snd: not a validator the runs recorded (no run has evaluation points)" in capsys.readouterr().err
