@@ -40,7 +40,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dabin.errors import DabinError
 from dabin.io import atomic_write_text
@@ -59,9 +59,13 @@ __all__ = [
     "EvaluationPoint",
     "GateLrRecord",
     "RecordError",
+    "RunFolder",
     "RunRecord",
+    "RunState",
     "SourceVal",
     "TestResult",
+    "failure_reason",
+    "run_state",
 ]
 
 JOB = "job.json"
@@ -344,3 +348,53 @@ class RunRecord:
             return cls.from_json(data)
         except RecordError as error:
             raise RecordError(f"{METRICS}: {error}") from None
+
+
+#: Where a run stands, from its markers: finished (``done``), failed at its last attempt, started, not started.
+RunState = Literal["done", "failed", "incomplete", "missing"]
+
+
+def run_state(run_dir: Path) -> RunState:
+    """Where a run stands: ``done``, ``failed`` (last attempt), ``incomplete`` (started) or ``missing``."""
+    if (run_dir / DONE).is_file():
+        return "done"
+    if (run_dir / FAILED).is_file():
+        return "failed"
+    return "incomplete" if (run_dir / JOB).is_file() else "missing"
+
+
+def failure_reason(run_dir: Path) -> str:
+    """The reason stored in a failed run's marker (empty if none)."""
+    try:
+        return (run_dir / FAILED).read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """What a run folder says about its run: its status and, for a finished run, its record.
+
+    Attributes:
+        status: ``ok`` (done, record readable), ``failed``, ``incomplete`` or ``missing``.
+        reason: Why it failed (the marker's line, or why a done run's record cannot be read).
+        record: The record of an ``ok`` run, else None.
+    """
+
+    status: Literal["ok", "failed", "incomplete", "missing"]
+    reason: str = ""
+    record: RunRecord | None = None
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunFolder:
+        """Read a run folder's markers and, when it is done, its record."""
+        state = run_state(run_dir)
+        if state == "done":
+            try:
+                return cls("ok", record=RunRecord.read(run_dir))
+            except RecordError as error:
+                # A done run whose record was removed or damaged afterwards: shown, not hidden.
+                return cls("failed", reason=f"{METRICS} unreadable after the run finished ({error})")
+        if state == "failed":
+            return cls("failed", reason=failure_reason(run_dir))
+        return cls(state)

@@ -1,8 +1,10 @@
-"""What a report is made from: a sweep folder's ``results.csv`` (checked), ``sweep.json`` and runs.
+"""What a report is made from: a sweep folder's run records, or its ``results.csv`` alone.
 
-``results.csv`` has one row per (run, evaluated domain); the report needs runs, so the rows are
-grouped back into :class:`Run` objects here, and every inconsistency a hand edit can introduce is
-turned into one :class:`~dabin.errors.DabinError` naming the file, the line and the value.
+A sweep folder holds one folder per run; each run's :class:`~dabin.record.RunRecord` and markers
+are the truth, and :meth:`Run.from_folder` reads them. ``results.csv`` is their export: a report
+reads it only where there are no run folders (a results file shared or made by hand). Then its
+rows, one per (run, evaluated domain), are grouped back into runs, and every inconsistency a hand
+edit can introduce is one :class:`~dabin.errors.DabinError` naming the file, the line and the value.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 from dabin.errors import DabinError
 from dabin.report.paper import PAPER_TASKS
-from dabin.sweep.jobs import Job, run_state
-from dabin.record import MANIFEST, RESULTS
+from dabin.sweep.jobs import Job, jobs_in
+from dabin.record import JOB, MANIFEST, RESULTS, EvaluationPoint, RunFolder, run_state
 from dabin.sweep.results import read_results
 from dabin.sweep.spec import METHODS, format_task
 
@@ -66,6 +68,8 @@ class Run:
             (transfer runs; None if not recorded).
         hparams: The values of the sweep's hyper-parameter axes (``model.lr=0.01 model.lambda_max=1.0``;
             "" without such axes).
+        points: The evaluation points of its record (none when read from ``results.csv``).
+        steps: Steps it trained (None if not known).
     """
 
     key: str
@@ -85,6 +89,24 @@ class Run:
     domain_stats: str = ""
     source_val: float | None = None
     hparams: str = ""
+    points: tuple[EvaluationPoint, ...] = ()
+    steps: int | None = None
+
+    @classmethod
+    def from_folder(cls, job: Job, run_dir: Path) -> Run:
+        """A run from its job and its folder's markers and record."""
+        folder = RunFolder.read(run_dir)
+        record = folder.record
+        return cls(key=job.name, line=0, method=job.method, norm=job.norm, source=job.source or "",
+                   target=job.target or "", seed=job.seed, fold=job.fold, status=folder.status, reason=folder.reason,
+                   accuracy={name: result.accuracy for name, result in record.test.items()} if record else {},
+                   model_selection=record.model_selection if record else "",
+                   batch=record.batch.text() if record and record.batch else "",
+                   gate_lr=record.gate_lr.text() if record and record.gate_lr else "",
+                   domain_stats=(record.domain_stats or "") if record else "",
+                   source_val=record.source_val.accuracy if record and record.source_val else None,
+                   hparams=job.setting, points=record.evaluation_points if record else (),
+                   steps=record.steps if record else None)
 
     @property
     def transfer(self) -> bool:
@@ -122,6 +144,7 @@ class Sweep:
         runs: The runs, in file order.
         has_manifest: Whether ``sweep.json`` was there.
         spec: The spec file the sweep ran from (manifest), else None.
+        from_records: Whether the runs were read from their records (else from ``results.csv``).
     """
 
     folder: Path
@@ -132,6 +155,7 @@ class Sweep:
     runs: tuple[Run, ...]
     has_manifest: bool
     spec: str | None = None
+    from_records: bool = False
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -217,6 +241,23 @@ def _unfinished_runs(folder: Path, manifest: dict[str, Any] | None, runs: Sequen
     return unfinished
 
 
+def _record_runs(folder: Path, manifest: dict[str, Any] | None) -> list[Run] | None:
+    """The sweep's runs from their folders: the manifest's jobs, then any other run folder.
+
+    Returns None when the folder holds no run folder (a ``results.csv`` alone).
+    """
+    planned = []
+    for entry in (manifest or {}).get("jobs") or []:
+        try:
+            planned.append(Job.from_json(entry))
+        except (KeyError, TypeError, ValueError):
+            raise DabinError(f"{folder / MANIFEST}: a job entry is damaged ({entry!r})") from None
+    jobs = jobs_in(folder, planned)
+    if not any((folder / job.name / JOB).is_file() for job in jobs):
+        return None
+    return [Run.from_folder(job, folder / job.name) for job in jobs]
+
+
 def _row_domains(rows: Sequence[dict[str, str]]) -> list[tuple[int, str]]:
     """Every (line, domain) a row names: source, target and its tested domain (split suffix dropped)."""
     named = []
@@ -262,27 +303,35 @@ def load_sweep(folder: str | Path) -> Sweep:
     """Read and check a sweep folder.
 
     Args:
-        folder: The sweep's output folder (holds ``results.csv`` and usually ``sweep.json``).
+        folder: The sweep's output folder: run folders and ``sweep.json`` as ``dabin sweep`` leaves
+            them (read from the run records), or a ``results.csv`` alone.
 
     Returns:
         The checked sweep.
 
     Raises:
-        DabinError: No such folder, no results, or a results file in an inconsistent state (bad
-            value, duplicated row, rows of one run that disagree, an ok transfer run without its
-            target's row, a domain the manifest does not list); the message names file and line.
+        DabinError: No such folder, no results, a damaged manifest, or (a ``results.csv`` alone) a
+            results file in an inconsistent state (bad value, duplicated row, rows of one run that
+            disagree, an ok transfer run without its target's row, a domain the manifest does not
+            list); the message names file and line.
     """
     folder = Path(folder)
     if not folder.exists():
         raise DabinError(f"no sweep folder: {folder} does not exist")
     if not folder.is_dir():
         raise DabinError(f"{folder} is not a folder; give the sweep's output folder (it holds {RESULTS})")
-    path = folder / RESULTS
-    rows = read_results(path)
     manifest = _read_manifest(folder / MANIFEST)
-    runs = _group_runs(path, rows)
-    runs += _unfinished_runs(folder, manifest, runs)
-    domains = _domains(path, rows, manifest, folder / MANIFEST)
+    runs = _record_runs(folder, manifest)
+    from_records = runs is not None
+    if runs is not None:
+        named = [name for run in runs for name in (run.source, run.target, *run.accuracy) if name and "/" not in name]
+        domains = tuple(manifest["domains"]) if manifest and manifest.get("domains") else tuple(dict.fromkeys(named))
+    else:
+        path = folder / RESULTS
+        rows = read_results(path)
+        runs = _group_runs(path, rows)
+        runs += _unfinished_runs(folder, manifest, runs)
+        domains = _domains(path, rows, manifest, folder / MANIFEST)
     dataset = str((manifest or {}).get("dataset") or "")
     office_home = _is_office_home(dataset, domains)
     if office_home:
@@ -290,7 +339,7 @@ def load_sweep(folder: str | Path) -> Sweep:
     return Sweep(folder=folder, name=str((manifest or {}).get("name") or folder.resolve().name),
                  dataset=dataset or ("officehome" if office_home else "custom"), domains=domains,
                  office_home=office_home, runs=tuple(runs), has_manifest=manifest is not None,
-                 spec=str(manifest["spec"]) if manifest and manifest.get("spec") else None)
+                 spec=str(manifest["spec"]) if manifest and manifest.get("spec") else None, from_records=from_records)
 
 
 def task_order(sweep: Sweep) -> list[tuple[str, str]]:

@@ -99,7 +99,8 @@ def _header(sweep: Sweep, headline: str = "") -> list[str]:
     runs += f", {_counts_text(not_ok)} (see [Runs without results](#runs-without-results))" if not_ok else ""
     return [
         f"# Sweep report: {sweep.name}", "",
-        f"- Folder: `{sweep.folder}`; dataset: {sweep.dataset} ({', '.join(sweep.domains)})",
+        f"- Folder: `{sweep.folder}`; dataset: {sweep.dataset} ({', '.join(sweep.domains)}); read from "
+        + ("the run records (`results.csv` is their export)" if sweep.from_records else "`results.csv`"),
         f"- {runs}",
         f"- Model selection: {_model_selection(sweep.runs)}",
         *([f"- **Headline tables**: {headline}; see [Choosing without target labels](#choosing-without-target-labels)"]

@@ -35,7 +35,6 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 from dabin.errors import DabinError
-from dabin.record import METRICS, RecordError, RunRecord
 from dabin.report.inputs import Run, Sweep
 from dabin.selection.validators import VALIDATOR_NAMES
 
@@ -88,34 +87,23 @@ class Candidate:
 
 
 def load_candidates(sweep: Sweep) -> dict[str, tuple[Candidate, ...]]:
-    """The evaluation points of every finished transfer run that has a record with some.
+    """The evaluation points of every finished transfer run that recorded some.
 
     Args:
-        sweep: The checked sweep; run records are read from ``folder/<run>/metrics.json``.
+        sweep: The checked sweep (runs read from their records carry their points).
 
     Returns:
-        Run key -> its candidates in step order (runs without a folder or points are absent).
-
-    Raises:
-        DabinError: A run's record exists but cannot be read (names the file and the field).
+        Run key -> its candidates in step order (runs without points are absent).
     """
     candidates: dict[str, tuple[Candidate, ...]] = {}
     for run in sweep.runs:
-        folder = sweep.folder / run.key
-        # A results.csv may travel without its run folders (or with only their gates): no points then.
-        if run.status != "ok" or not run.transfer or not (folder / METRICS).is_file():
+        if run.status != "ok" or not run.transfer or not run.points:
             continue
-        try:
-            record = RunRecord.read(folder)
-        except RecordError as error:
-            raise DabinError(f"{folder}: {error}") from None
-        if not record.evaluation_points:
-            continue
-        end = max(point.step for point in record.evaluation_points) if record.steps is None else record.steps
+        end = max(point.step for point in run.points) if run.steps is None else run.steps
         candidates[run.key] = tuple(
             Candidate(run=run, step=point.step, scores=point.scores, accuracy=point.oracle_target_test,
                       last=point.step == end)
-            for point in sorted(record.evaluation_points, key=lambda point: point.step))
+            for point in sorted(run.points, key=lambda point: point.step))
     return candidates
 
 

@@ -40,7 +40,7 @@ from dabin.errors import EXIT_PREEMPTED
 from dabin.io import WriteError, atomic_write_text, checkpoint_problem
 from dabin.methods.names import TRANSFER_METHODS
 from dabin.sweep.spec import METHODS, Scalar, SweepSpec, format_task
-from dabin.record import DONE, FAILED, JOB, LOG, METRICS, RecordError, RunRecord
+from dabin.record import DONE, FAILED, JOB, LOG, METRICS, RecordError, RunRecord, RunState, failure_reason, run_state
 
 __all__ = [
     "DEFAULT_COMMAND",
@@ -54,6 +54,7 @@ __all__ = [
     "expand_jobs",
     "format_hparams",
     "job_command",
+    "jobs_in",
     "run_state",
     "start_job",
 ]
@@ -65,7 +66,6 @@ DEFAULT_COMMAND: tuple[str, ...] = (*_DABIN, "fit")
 #: Arguments a method adds to its config: every transfer method but DANN (the config's own) names itself.
 _METHOD_ARGS: dict[str, tuple[str, ...]] = {method: ("--model.method", method) for method in TRANSFER_METHODS
                                             if method != "dann"}
-RunState = Literal["done", "failed", "incomplete", "missing"]
 #: Seconds a terminated trainer gets to save its checkpoint and exit before it is killed.
 _GRACE_S = 60.0
 #: Seconds a worker whose request pipe was closed gets to exit before it is killed.
@@ -187,6 +187,31 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
     return jobs
 
 
+def jobs_in(out_dir: Path, planned: Sequence[Job]) -> list[Job]:
+    """The planned jobs, then every other run of the sweep folder (runs of an earlier, wider spec).
+
+    Args:
+        out_dir: The sweep's output folder.
+        planned: The jobs of the spec (or of the manifest), in order.
+
+    Returns:
+        ``planned``, then each folder's job (from its ``job.json``) not among them, by folder name;
+        a folder whose ``job.json`` is unreadable or names another folder is not a run.
+    """
+    names = {job.name for job in planned}
+    found = []
+    for job_file in sorted(out_dir.glob(f"*/{JOB}")):
+        if job_file.parent.name in names:
+            continue
+        try:
+            job = Job.from_json(json.loads(job_file.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if job.name == job_file.parent.name:
+            found.append(job)
+    return [*planned, *found]
+
+
 def _argument(value: Scalar) -> str:
     """A hyper-parameter value as the training CLI reads it (YAML: ``true``, ``0.3``, ``text``)."""
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
@@ -222,23 +247,6 @@ def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, 
     if ckpt is not None:
         command += ["--ckpt_path", str(ckpt)]
     return command
-
-
-def run_state(run_dir: Path) -> RunState:
-    """Where a run stands: ``done``, ``failed`` (last attempt), ``incomplete`` (started) or ``missing``."""
-    if (run_dir / DONE).is_file():
-        return "done"
-    if (run_dir / FAILED).is_file():
-        return "failed"
-    return "incomplete" if (run_dir / JOB).is_file() else "missing"
-
-
-def failure_reason(run_dir: Path) -> str:
-    """The reason stored in a failed run's marker (empty if none)."""
-    try:
-        return (run_dir / FAILED).read_text().strip()
-    except FileNotFoundError:
-        return ""
 
 
 @dataclasses.dataclass

@@ -10,7 +10,6 @@ rows: what the spec still lacks is in ``sweep.json``'s job list, shown by ``dabi
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any
 
 from dabin.errors import DabinError
 from dabin.io import atomic_open
-from dabin.sweep.jobs import Job, failure_reason, run_state
+from dabin.sweep.jobs import Job, jobs_in
 from dabin.sweep.spec import METHODS
-from dabin.record import JOB, METRICS, RecordError, RunRecord
+from dabin.record import RunFolder
 
 __all__ = ["COLUMNS", "REQUIRED", "STATUSES", "collect_results", "read_results", "write_results"]
 
@@ -39,28 +38,22 @@ def _run_rows(job: Job, run_dir: Path) -> list[dict[str, Any]]:
             "target": job.target or "", "seed": job.seed, "fold": "" if job.fold is None else job.fold,
             "hparams": job.setting, "accuracy": "", "n": "", "reason": "", "steps": "", "time_s": "",
             "model_selection": "", "batch": "", "gate_lr": "", "domain_stats": "", "source_val": ""}
-    state = run_state(run_dir)
-    if state in ("incomplete", "missing"):
+    run = RunFolder.read(run_dir)
+    if run.status in ("incomplete", "missing"):
         return []
-    reason = failure_reason(run_dir) if state == "failed" else ""
-    if state == "done":
-        try:
-            record = RunRecord.read(run_dir)
-        except RecordError as error:
-            # A done run whose record was removed or damaged afterwards: show it, do not hide it.
-            reason = f"{METRICS} unreadable after the run finished ({error})"
-        else:
-            shared = {"status": "ok", "steps": "" if record.steps is None else record.steps,
-                      "time_s": "" if record.time_s is None else round(record.time_s, 1),
-                      "model_selection": record.model_selection,
-                      "batch": record.batch.text() if record.batch else "",
-                      "gate_lr": record.gate_lr.text() if record.gate_lr else "",
-                      "domain_stats": record.domain_stats or "",
-                      "source_val": record.source_val.accuracy if record.source_val else ""}
-            return [{**base, **shared, "domain": domain, "accuracy": round(result.accuracy, 4), "n": result.n}
-                    for domain, result in record.test.items()]
-    # One row per failed run: its target for a transfer run, no domain for a mixed one.
-    return [{**base, "domain": job.target or "", "status": "failed", "reason": reason}]
+    if run.record is None:
+        # One row per failed run: its target for a transfer run, no domain for a mixed one.
+        return [{**base, "domain": job.target or "", "status": "failed", "reason": run.reason}]
+    record = run.record
+    shared = {"status": "ok", "steps": "" if record.steps is None else record.steps,
+              "time_s": "" if record.time_s is None else round(record.time_s, 1),
+              "model_selection": record.model_selection,
+              "batch": record.batch.text() if record.batch else "",
+              "gate_lr": record.gate_lr.text() if record.gate_lr else "",
+              "domain_stats": record.domain_stats or "",
+              "source_val": record.source_val.accuracy if record.source_val else ""}
+    return [{**base, **shared, "domain": domain, "accuracy": round(result.accuracy, 4), "n": result.n}
+            for domain, result in record.test.items()]
 
 
 def collect_results(out_dir: Path, jobs: Sequence[Job]) -> list[dict[str, Any]]:
@@ -74,21 +67,7 @@ def collect_results(out_dir: Path, jobs: Sequence[Job]) -> list[dict[str, Any]]:
     Returns:
         Rows with :data:`COLUMNS`, in job order.
     """
-    rows: list[dict[str, Any]] = []
-    names = set()
-    for job in jobs:
-        names.add(job.name)
-        rows += _run_rows(job, out_dir / job.name)
-    # Runs of the same sweep from a spec whose axes were wider then: still results.
-    for job_file in sorted(out_dir.glob(f"*/{JOB}")):
-        if job_file.parent.name not in names:
-            try:
-                job = Job.from_json(json.loads(job_file.read_text()))
-            except (ValueError, KeyError, TypeError):
-                continue
-            if job.name == job_file.parent.name:
-                rows += _run_rows(job, job_file.parent)
-    return rows
+    return [row for job in jobs_in(out_dir, jobs) for row in _run_rows(job, out_dir / job.name)]
 
 
 def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -197,8 +197,9 @@ def test_second_sweep_on_the_same_folder_is_refused(tiny_spec, capsys):
     assert not any(out.glob("*/done"))  # the first was stopped mid-run: nothing counted, nothing lost
 
 
-def test_hand_edited_results_file(tiny_spec, capsys):
-    """The run folders are the record: an edited results.csv is reported clearly and rebuilt by the next sweep."""
+def test_hand_edited_results_file(tiny_spec, tmp_path, capsys):
+    """The run folders are the record: the report reads them, not an edited export; a results.csv
+    alone is checked line by line; the next sweep rebuilds the export."""
     out = tiny_spec.parent / "out"
     assert sweep(tiny_spec, *FOUR) == 0
     path = out / "results.csv"
@@ -207,7 +208,13 @@ def test_hand_edited_results_file(tiny_spec, capsys):
     edited = lines[:2] + [lines[2].replace(",ok,", ",okay,")] + lines[3:]
     path.write_text("\n".join(edited) + "\n")
     capsys.readouterr()
-    assert main(["report", str(out)]) == 2
+    assert main(["report", str(out)]) == 0
+    assert "read from the run records (`results.csv` is their export)" in (out / "report.md").read_text()
+    alone = tmp_path / "shared"
+    alone.mkdir()
+    (alone / "results.csv").write_text("\n".join(edited) + "\n")
+    capsys.readouterr()
+    assert main(["report", str(alone)]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "line 3" in line and "'okay'" in line
     path.write_text("\n".join(lines[:-1]) + "\n")  # a row deleted by hand
