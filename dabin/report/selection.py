@@ -117,6 +117,9 @@ def _score(candidate: Candidate, rule: str) -> float:
 def pick(candidates: Sequence[Candidate], rule: str) -> Candidate:
     """The candidate a rule keeps: the highest score; among equals the later step (fewer choices made).
 
+    A score that is NaN (the validator was undefined there) ranks below every number, so a
+    validator undefined everywhere keeps the last point.
+
     Args:
         candidates: At least one candidate.
         rule: A validator's name or :data:`ORACLE`.

@@ -101,13 +101,21 @@ def test_interrupt_stops_the_worker_and_leaves_the_run_incomplete(tmp_path: Path
     log = tmp_path / job.name / "log.txt"
 
     def interrupt_when_training() -> None:
-        _wait_for(lambda: log.is_file() and "training from step" in log.read_text(), 120, "training to start")
-        _thread.interrupt_main()  # Ctrl-C in the sweep
+        try:
+            # Bytes: a read while the trainer writes may end inside a multi-byte character.
+            _wait_for(lambda: log.is_file() and b"training from step" in log.read_bytes(), 120, "training to start")
+        finally:
+            _thread.interrupt_main()  # Ctrl-C in the sweep (also if the wait failed: never a 100000-step run)
 
     outcomes: list[Outcome] = []
+    # interrupt_main does nothing unless Python's own SIGINT handler is installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_when_training, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        LocalLauncher(1).run([(job, tmp_path / job.name)], DEFAULT_COMMAND, outcomes.append)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            LocalLauncher(1).run([(job, tmp_path / job.name)], DEFAULT_COMMAND, outcomes.append)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert [o.status for o in outcomes] == ["interrupted"]
     assert run_state(tmp_path / job.name) == "incomplete" and not (tmp_path / job.name / "metrics.json").exists()
     assert (tmp_path / job.name / "checkpoints" / "last.ckpt").is_file()  # the trainer saved on SIGTERM
