@@ -74,3 +74,27 @@ def test_probe_loaders_cover_whole_splits_and_a_fixed_target_subset() -> None:
     again = torch.cat([batch[1] for batch in data.probe_dataloaders(50)[1]])
     assert len(first) == 50 and torch.equal(first, again)
     assert len(first.unique()) >= 8  # the split is in class order: a head would hold two or three classes
+
+
+def test_points_under_ddp_are_scored_once_over_whole_splits(tmp_path: Path) -> None:
+    """Two CPU processes (gloo): the first scores each point over the whole splits, the others go on
+    training; the run neither hangs nor records a shard. The last point's oracle is the whole target
+    test split's accuracy, which the (sharded, then gathered) test of the last checkpoint also gives."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "dabin", "fit", "-c", str(DEMO / "dann.yaml"), "--data.task", "Ph->Sk",
+               "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--data.batch_size", "8",
+               "--model.evaluation_points", "2", "--model.evaluation_target_images", "40",
+               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    points = metrics["evaluation_points"]
+    assert [p["step"] for p in points] == [1, 2] and metrics["batch"]["devices"] == 2
+    assert metrics["test"]["Sketch"]["n"] == 90  # the whole target test split, each image once
+    assert points[-1]["oracle"]["target_test_accuracy"] == pytest.approx(metrics["test"]["Sketch"]["accuracy"],
+                                                                         abs=1e-4)
