@@ -303,7 +303,8 @@ def _selection_section(selection: SelectionReport, figures: Figures) -> list[str
         "over n picks: within each run (over checkpoints)"
         + (", among the hyper-parameter settings of each task and seed (over settings, last checkpoint), or among "
            "all their points (over both)" if selection.hyper else "")
-        + ". *Last checkpoint* picks nothing (every setting averaged). The **oracle** picks by target test "
+        + ". *Last checkpoint* picks nothing" + (" (every setting averaged)" if selection.hyper else "")
+        + ". The **oracle** picks by target test "
         "accuracy: it uses target labels, is an upper bound no one can reach without them, and is never a headline."
         + (f" {selection.without_points} finished transfer runs have no evaluation points and are not included."
            if selection.without_points else ""), ""]
@@ -319,12 +320,12 @@ def _selection_section(selection: SelectionReport, figures: Figures) -> list[str
         lines += _table(header, rows) + [""]
     lines += ["### How well each validator tracks target accuracy", "",
               "Spearman rank correlation between a validator's score and the target test accuracy: within each run "
-              "across its evaluation points (mean over runs), and across the runs of each method, norm and task "
-              "(settings and seeds, last checkpoint; mean over those groups). 1: ranks exactly as target accuracy; "
-              "0: unrelated; negative: misleading. A group needs three values and some spread.", ""]
-    lines += _table(["Validator", "ρ over checkpoints", "runs", "ρ over runs", "groups"],
+              "across its evaluation points (mean over runs), and across the runs of each task (every method, norm, "
+              "setting and seed: the candidates on that task; last checkpoint; mean over tasks). 1: ranks exactly as "
+              "target accuracy; 0: unrelated; negative: misleading. A group needs three values and some spread.", ""]
+    lines += _table(["Validator", "ρ over checkpoints", "runs", "ρ over runs", "tasks"],
                     [[f"`{c.validator}`", _number(c.over_checkpoints, 2), str(c.runs), _number(c.over_runs, 2),
-                      str(c.groups)] for c in selection.correlations])
+                      str(c.tasks)] for c in selection.correlations])
     lines.append("")
     if figures.selection or figures.correlations:
         lines += [f"CSV: [{name}]({name})" for name in (figures.selection, figures.correlations) if name] + [""]

@@ -18,8 +18,8 @@ How well a validator tracks target accuracy is the Spearman rank correlation bet
 the oracle's accuracy (:func:`scipy.stats.spearmanr`), as in Musgrave et al. (2022):
 
 * **over checkpoints**: within each run across its points, then the mean over runs;
-* **over runs**: across the runs of one (method, norm, task) (settings and seeds; last checkpoint),
-  then the mean over those groups.
+* **over runs**: across the runs of one task (every method, norm, setting and seed of the sweep:
+  the candidates one would choose among on that task; last checkpoint), then the mean over tasks.
 
 A ranking needs three values at least; a group with fewer, or whose scores or accuracies are all
 equal, has no correlation and is left out of the mean (the count says how many were used).
@@ -240,15 +240,15 @@ class Correlation:
         validator: The validator.
         over_checkpoints: Mean Spearman ρ within runs (None: no run with a ranking).
         runs: Runs it averages.
-        over_runs: Mean Spearman ρ across the runs of each (method, norm, task).
-        groups: Groups it averages.
+        over_runs: Mean Spearman ρ across the runs of each task.
+        tasks: Tasks it averages.
     """
 
     validator: str
     over_checkpoints: float | None
     runs: int
     over_runs: float | None
-    groups: int
+    tasks: int
 
 
 def _spearman(pairs: Sequence[tuple[float, float]]) -> float | None:
@@ -265,11 +265,11 @@ def _spearman(pairs: Sequence[tuple[float, float]]) -> float | None:
 
 def validator_correlations(candidates: Mapping[str, Sequence[Candidate]]) -> list[Correlation]:
     """Spearman correlations of every validator with the target accuracy, over checkpoints and over runs."""
-    groups: dict[tuple[str, str, str, str], list[Candidate]] = collections.defaultdict(list)
+    groups: dict[tuple[str, str], list[Candidate]] = collections.defaultdict(list)
     for points in candidates.values():
         last = _last_point(points)
         if last is not None:
-            groups[last.run.method, last.run.norm, last.run.source, last.run.target].append(last)
+            groups[last.run.source, last.run.target].append(last)
     result = []
     for name in _validators(candidates):
         within = [rho for points in candidates.values()
@@ -277,7 +277,7 @@ def validator_correlations(candidates: Mapping[str, Sequence[Candidate]]) -> lis
         across = [rho for pool in groups.values()
                   if (rho := _spearman([(c.scores.get(name, math.nan), c.accuracy) for c in pool])) is not None]
         result.append(Correlation(validator=name, over_checkpoints=_mean(within), runs=len(within),
-                                  over_runs=_mean(across), groups=len(across)))
+                                  over_runs=_mean(across), tasks=len(across)))
     return result
 
 
@@ -354,12 +354,12 @@ def selection_csv(tables: Iterable[SelectionTable]) -> str:
 
 
 def correlation_csv(correlations: Iterable[Correlation]) -> str:
-    """``validator_correlations.csv``: validator, ρ over checkpoints (runs), ρ over runs (groups)."""
-    lines = ["validator,spearman_over_checkpoints,runs,spearman_over_runs,groups"]
+    """``validator_correlations.csv``: validator, ρ over checkpoints (runs), ρ over runs (tasks)."""
+    lines = ["validator,spearman_over_checkpoints,runs,spearman_over_runs,tasks"]
     for c in correlations:
         within = "" if c.over_checkpoints is None else f"{c.over_checkpoints:.4f}"
         across = "" if c.over_runs is None else f"{c.over_runs:.4f}"
-        lines.append(f"{c.validator},{within},{c.runs},{across},{c.groups}")
+        lines.append(f"{c.validator},{within},{c.runs},{across},{c.tasks}")
     return "\n".join(lines) + "\n"
 
 

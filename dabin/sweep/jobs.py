@@ -40,7 +40,7 @@ from dabin.errors import EXIT_PREEMPTED
 from dabin.io import WriteError, atomic_write_text, checkpoint_problem
 from dabin.methods.names import TRANSFER_METHODS
 from dabin.sweep.spec import METHODS, Scalar, SweepSpec, format_task
-from dabin.record import DONE, FAILED, JOB, LOG, METRICS, RecordError, RunRecord, RunState, failure_reason, run_state
+from dabin.record import DONE, FAILED, JOB, LOG, METRICS, RecordError, RunRecord, RunState, run_state
 
 __all__ = [
     "DEFAULT_COMMAND",

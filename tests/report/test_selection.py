@@ -111,7 +111,7 @@ def test_spearman_correlations_match_a_hand_computation(swept: Path) -> None:
         across = statistics.mean(_rho([r["points"][-1]["scores"][name] for r in group], [r["final"] for r in group])
                                  for group in by_task.values())
         assert float(rows[name]["spearman_over_checkpoints"]) == pytest.approx(within, abs=1e-4)
-        assert rows[name]["runs"] == "12" and rows[name]["groups"] == "2"
+        assert rows[name]["runs"] == "12" and rows[name]["tasks"] == "2"
         assert float(rows[name]["spearman_over_runs"]) == pytest.approx(across, abs=1e-4)
 
 
@@ -167,3 +167,20 @@ def test_select_without_evaluation_points_says_how_to_get_them(tmp_path: Path, c
     capsys.readouterr()
     assert main(["report", str(out), "--select", "snd"]) == 2
     assert "--select snd: not a validator the runs recorded (no run has evaluation points)" in capsys.readouterr().err
+
+
+def test_over_runs_ranks_every_candidate_of_a_task_whatever_its_method_or_norm() -> None:
+    from dabin.report.inputs import Run
+    from dabin.report.selection import Candidate, validator_correlations
+
+    def run(key: str, method: str, norm: str) -> Run:
+        return Run(key=key, line=0, method=method, norm=norm, source="Aa", target="Bb", seed=0, fold=None,
+                   status="ok", reason="", accuracy={}, model_selection="")
+
+    # Three runs of one task by two methods and two norms: one ranking of three (scores rank as accuracies).
+    candidates = {key: (Candidate(run=run(key, method, norm), step=1, scores={"im": score}, accuracy=acc, last=True),)
+                  for key, method, norm, score, acc in (("a", "dann", "bn", 0.1, 30.0), ("b", "source_only", "bn", 0.2, 40.0),
+                                                        ("c", "dann", "bin", 0.3, 35.0))}
+    (correlation,) = validator_correlations(candidates)
+    assert correlation.tasks == 1 and correlation.over_runs == pytest.approx(0.5)  # ranks (1,2,3) vs (1,3,2)
+    assert correlation.runs == 0 and correlation.over_checkpoints is None  # one point per run: no ranking
