@@ -24,7 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python experiments/bench_bin.py
 
 # The paper's Office-Home path end to end at full scale on a replica (17 runs, every test image;
-# about 40 min on a 2-core CPU; not part of `make test`): see experiments/rehearsal.py. Exits
+# about 38 min on a 2-core CPU; not part of `make test`): see experiments/rehearsal.py. Exits
 # non-zero if a check fails.
 rehearsal: $(STAMP)
 	$(BIN)/python experiments/rehearsal.py
