@@ -218,18 +218,25 @@ def _group_runs(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
     return result
 
 
-def _unfinished_runs(folder: Path, manifest: dict[str, Any] | None, runs: Sequence[Run]) -> list[Run]:
-    """The spec's runs that have no row (results.csv holds results only): incomplete or missing."""
+def _planned_jobs(folder: Path, manifest: dict[str, Any] | None) -> list[Job]:
+    """The jobs the manifest lists (every run the spec asks for), in order; none without a list."""
     planned = (manifest or {}).get("jobs")
     if not isinstance(planned, list):
         return []
-    listed = {run.key for run in runs}
-    unfinished = []
+    jobs = []
     for entry in planned:
         try:
-            job = Job.from_json(entry)
+            jobs.append(Job.from_json(entry))
         except (KeyError, TypeError, ValueError):
             raise DabinError(f"{folder / MANIFEST}: a job entry is damaged ({entry!r})") from None
+    return jobs
+
+
+def _unfinished_runs(folder: Path, planned: Sequence[Job], runs: Sequence[Run]) -> list[Run]:
+    """The spec's runs that have no row (results.csv holds results only): incomplete or missing."""
+    listed = {run.key for run in runs}
+    unfinished = []
+    for job in planned:
         if job.name in listed:
             continue
         state = run_state(folder / job.name)
@@ -241,17 +248,11 @@ def _unfinished_runs(folder: Path, manifest: dict[str, Any] | None, runs: Sequen
     return unfinished
 
 
-def _record_runs(folder: Path, manifest: dict[str, Any] | None) -> list[Run] | None:
+def _record_runs(folder: Path, planned: Sequence[Job]) -> list[Run] | None:
     """The sweep's runs from their folders: the manifest's jobs, then any other run folder.
 
     Returns None when the folder holds no run folder (a ``results.csv`` alone).
     """
-    planned = []
-    for entry in (manifest or {}).get("jobs") or []:
-        try:
-            planned.append(Job.from_json(entry))
-        except (KeyError, TypeError, ValueError):
-            raise DabinError(f"{folder / MANIFEST}: a job entry is damaged ({entry!r})") from None
     jobs = jobs_in(folder, planned)
     if not any((folder / job.name / JOB).is_file() for job in jobs):
         return None
@@ -321,7 +322,8 @@ def load_sweep(folder: str | Path) -> Sweep:
     if not folder.is_dir():
         raise DabinError(f"{folder} is not a folder; give the sweep's output folder (it holds {RESULTS})")
     manifest = _read_manifest(folder / MANIFEST)
-    runs = _record_runs(folder, manifest)
+    planned = _planned_jobs(folder, manifest)
+    runs = _record_runs(folder, planned)
     from_records = runs is not None
     if runs is not None:
         named = [name for run in runs for name in (run.source, run.target, *run.accuracy) if name and "/" not in name]
@@ -330,7 +332,7 @@ def load_sweep(folder: str | Path) -> Sweep:
         path = folder / RESULTS
         rows = read_results(path)
         runs = _group_runs(path, rows)
-        runs += _unfinished_runs(folder, manifest, runs)
+        runs += _unfinished_runs(folder, planned, runs)
         domains = _domains(path, rows, manifest, folder / MANIFEST)
     dataset = str((manifest or {}).get("dataset") or "")
     office_home = _is_office_home(dataset, domains)

@@ -1,33 +1,7 @@
-"""Model selection without target labels: unsupervised validators (see :mod:`dabin.selection.validators`)."""
+"""Model selection without target labels: unsupervised validators (see :mod:`dabin.selection.validators`).
 
-from dabin.selection.validators import (
-    VALIDATOR_NAMES,
-    VALIDATORS,
-    UndefinedScore,
-    ValidationInputs,
-    bnm,
-    class_ami,
-    dev,
-    entropy,
-    im,
-    mixval,
-    score_all,
-    snd,
-    source_val,
-)
+The package's names are the validators module's, listed once there.
+"""
 
-__all__ = [
-    "VALIDATORS",
-    "VALIDATOR_NAMES",
-    "UndefinedScore",
-    "ValidationInputs",
-    "bnm",
-    "class_ami",
-    "dev",
-    "entropy",
-    "im",
-    "mixval",
-    "score_all",
-    "snd",
-    "source_val",
-]
+from dabin.selection.validators import *  # noqa: F403
+from dabin.selection.validators import __all__
