@@ -313,10 +313,12 @@ def check_metrics(run_dir: Path, expected: Sequence[str] = ()) -> tuple[float | 
         run_dir: The run folder.
         expected: Evaluated sets the results must have (a transfer run's target), any spelling.
     """
+    if not (run_dir / METRICS).exists():
+        return None, f"trainer exited without writing {METRICS}"
     try:
         record = RunRecord.read(run_dir)
     except RecordError as error:
-        return None, f"trainer exited without writing {METRICS}" if not (run_dir / METRICS).exists() else str(error)
+        return None, str(error)
     from datamodules.naming import domain_key
 
     # A trainer skips a test loader that saw no batch; without its target a transfer run has no result.
