@@ -29,7 +29,8 @@ names the field and the value of the first problem, so a damaged or hand-edited 
      "gate_lr": {"mult": 10.0, "of": "group", "initial_lr": [0.01]},
      "source_val": {"accuracy": 71.3, "step": 9990},
      "evaluation_points": [{"step": 2000, "scores": {"source_val": 65.1, "entropy": -1.3, ...},
-                            "oracle": {"target_test_accuracy": 58.0}}, ...],
+                            "oracle": {"target_test_accuracy": 58.0},
+                            "target_predictions": {"max_class_share": 4.1}}, ...],
      "config": {...}}
 """
 
@@ -50,6 +51,7 @@ __all__ = [
     "FAILED",
     "GATES",
     "JOB",
+    "LEGACY_MIXVAL",
     "LOG",
     "MANIFEST",
     "METRICS",
@@ -191,15 +193,22 @@ class EvaluationPoint:
         scores: Validator name -> score (higher is better); computed without target labels.
         oracle_target_test: Target test accuracy (%) at this step. Uses target labels: for
             comparison only, never for selection.
+        max_class_share: Percent of the target train images predicted as the most predicted class
+            (no labels: a collapsing model shows here); None in records written before it was kept.
     """
 
     step: int
     scores: dict[str, float]
     oracle_target_test: float
+    max_class_share: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """As stored in ``metrics.json``: the oracle under its own key."""
-        return {"step": self.step, "scores": self.scores, "oracle": {"target_test_accuracy": self.oracle_target_test}}
+        data: dict[str, Any] = {"step": self.step, "scores": self.scores,
+                                "oracle": {"target_test_accuracy": self.oracle_target_test}}
+        if self.max_class_share is not None:
+            data["target_predictions"] = {"max_class_share": self.max_class_share}
+        return data
 
     @classmethod
     def from_json(cls, index: int, data: Any) -> EvaluationPoint:
@@ -213,9 +222,21 @@ class EvaluationPoint:
             # A validator may be undefined at a point (NaN, e.g. one class predicted): kept as NaN.
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RecordError(f"{where}: score {name} is {value!r}")
+        scores = {str(k): float(v) for k, v in scores.items()}
+        if "mixval" in scores and "mixval_intra" not in scores:
+            # Records before MixVal followed its authors' code kept one averaged score under this
+            # name, from another pairing; the report's ``mixval`` is now a rank combination.
+            scores[LEGACY_MIXVAL] = scores.pop("mixval")
         oracle = _field(data, "oracle", dict, where)
         accuracy = _percentage(oracle.get("target_test_accuracy"), f"{where}: oracle target_test_accuracy")
-        return cls(step=step, scores={str(k): float(v) for k, v in scores.items()}, oracle_target_test=accuracy)
+        predictions = _field(data, "target_predictions", dict, where, optional=True)
+        share = None if predictions is None else _percentage(predictions.get("max_class_share"),
+                                                             f"{where}: target_predictions max_class_share")
+        return cls(step=step, scores=scores, oracle_target_test=accuracy, max_class_share=share)
+
+
+#: The name a record's old, averaged MixVal score is read under (see :meth:`EvaluationPoint.from_json`).
+LEGACY_MIXVAL = "mixval_mean_v1"
 
 
 @dataclasses.dataclass(frozen=True)

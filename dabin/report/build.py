@@ -19,8 +19,8 @@ from dabin.report.inputs import Sweep, load_sweep
 from dabin.report.paired import paired_comparisons
 from dabin.report.plots import bar_chart_png
 from dabin.report.render import Figures, method_label, norm_label, render_report
-from dabin.report.selection import (correlation_csv, headline_runs, load_candidates, score_plot_png, selection_csv,
-                                    selection_report)
+from dabin.report.selection import (candidates_csv, correlation_csv, headline_runs, load_candidates, score_plot_png,
+                                    selection_csv, selection_report)
 from dabin.report.tables import MixedTable, TransferTable, mixed_table, transfer_table
 from dabin.record import REPORT
 
@@ -114,11 +114,13 @@ def build_report(folder: str | Path, out: str | Path | None = None, select: str 
     if selection.tables:
         files["selection.csv"] = selection_csv(selection.tables).encode()
         files["validator_correlations.csv"] = correlation_csv(selection.correlations).encode()
+        files["candidates.csv"] = candidates_csv(candidates).encode()
         files["validator_scores.png"] = score_plot_png(candidates)
     figures = Figures(table4="table4.csv" if transfer else None, table3="table3.csv" if mixed else None,
                       gate_summary="gate_summary.csv" if summary else None, bars=bars, gates=histograms,
                       selection="selection.csv" if selection.tables else None,
                       correlations="validator_correlations.csv" if selection.tables else None,
+                      candidates="candidates.csv" if selection.tables else None,
                       scores="validator_scores.png" if selection.tables else None)
     paired = paired_comparisons(transfer) if transfer else []
     any_transfer = any(run.transfer for run in sweep.runs)

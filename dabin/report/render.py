@@ -10,7 +10,7 @@ from typing import Any
 from dabin.report.gates import GatePool
 from dabin.report.inputs import Run, Sweep
 from dabin.report.paired import PairedComparison
-from dabin.report.selection import LAST, ORACLE, SelectionReport
+from dabin.report.selection import LAST, ORACLE, Selection, SelectionReport
 from dabin.report.tables import Average, Cell, MixedTable, TransferTable
 
 __all__ = ["Figures", "method_label", "norm_label", "render_report"]
@@ -45,6 +45,7 @@ class Figures:
         gates: Method -> gate histogram PNG.
         selection: Selection CSV (rule × scope per method and norm).
         correlations: Validator correlation CSV.
+        candidates: Every evaluation point's scores, largest class share and oracle (CSV).
         scores: Score-vs-accuracy plot PNG.
     """
 
@@ -55,6 +56,7 @@ class Figures:
     gates: Mapping[str, str] = dataclasses.field(default_factory=dict)
     selection: str | None = None
     correlations: str | None = None
+    candidates: str | None = None
     scores: str | None = None
 
 
@@ -290,6 +292,11 @@ _SCOPE_LABELS = {"checkpoints": "over checkpoints (within a run)", "settings": "
                  "both": "over settings and checkpoints"}
 
 
+def _cell(cell: Selection) -> str:
+    share = "" if cell.max_class_share is None else f"; share {cell.max_class_share:.0f} %"
+    return f"{_number(cell.mean)} (n={cell.n}{share})"
+
+
 def _selection_section(selection: SelectionReport, figures: Figures) -> list[str]:
     lines = ["## Choosing without target labels", ""]
     if not selection.tables:
@@ -305,7 +312,10 @@ def _selection_section(selection: SelectionReport, figures: Figures) -> list[str
            "all their points (over both)" if selection.hyper else "")
         + ". *Last checkpoint* picks nothing" + (" (every setting averaged)" if selection.hyper else "")
         + ". The **oracle** picks by target test "
-        "accuracy: it uses target labels, is an upper bound no one can reach without them, and is never a headline."
+        "accuracy: it uses target labels, is an upper bound no one can reach without them, and is never a headline. "
+        "*share*: the mean, over the picks, of the largest share of the target predictions in one class (no labels "
+        "needed; near 100 % the picked model is collapsing). `mixval` ranks the candidates of each pool by "
+        "`mixval_intra` and by `mixval_inter` and averages the two ranks, as its paper does."
         + (f" {selection.without_points} finished transfer runs have no evaluation points and are not included."
            if selection.without_points else ""), ""]
     for table in selection.tables:
@@ -315,8 +325,7 @@ def _selection_section(selection: SelectionReport, figures: Figures) -> list[str
         for rule in table.rules:
             name = {LAST: "last checkpoint (no selection)", ORACLE: "**oracle** (bound)"}.get(rule, f"`{rule}`")
             rows.append([name, "**yes**" if rule == ORACLE else "no",
-                         *(f"{_number(table.cells[rule, scope].mean)} (n={table.cells[rule, scope].n})"
-                           for scope in table.scopes)])
+                         *(_cell(table.cells[rule, scope]) for scope in table.scopes)])
         lines += _table(header, rows) + [""]
     lines += ["### How well each validator tracks target accuracy", "",
               "Spearman rank correlation between a validator's score and the target test accuracy: within each run "
@@ -327,8 +336,9 @@ def _selection_section(selection: SelectionReport, figures: Figures) -> list[str
                     [[f"`{c.validator}`", _number(c.over_checkpoints, 2), str(c.runs), _number(c.over_runs, 2),
                       str(c.tasks)] for c in selection.correlations])
     lines.append("")
-    if figures.selection or figures.correlations:
-        lines += [f"CSV: [{name}]({name})" for name in (figures.selection, figures.correlations) if name] + [""]
+    csvs = [name for name in (figures.selection, figures.correlations, figures.candidates) if name]
+    if csvs:
+        lines += ["CSV: " + ", ".join(f"[{name}]({name})" for name in csvs), ""]
     if figures.scores:
         lines += [f"![Validator score vs target test accuracy at every evaluation point]({figures.scores})", ""]
     return lines

@@ -21,6 +21,10 @@ the oracle's accuracy (:func:`scipy.stats.spearmanr`), as in Musgrave et al. (20
 * **over runs**: across the runs of one task (every method, norm, setting and seed of the sweep:
   the candidates one would choose among on that task; last checkpoint), then the mean over tasks.
 
+A validator of :data:`~dabin.selection.mixval.RANK_COMBINED` (MixVal) scores a candidate by its
+mean rank under several recorded scores among the candidates of the same pool (a run's points, a
+group's settings, a task's runs), as its paper does; ties get their mean rank.
+
 A ranking needs three values at least; a group with fewer, or whose scores or accuracies are all
 equal, has no correlation and is left out of the mean (the count says how many were used).
 """
@@ -28,6 +32,7 @@ equal, has no correlation and is left out of the mean (the count says how many w
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
 import io
 import math
@@ -36,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from dabin.errors import DabinError
 from dabin.report.inputs import Run, Sweep
+from dabin.selection.mixval import RANK_COMBINED, rank_average
 from dabin.selection.validators import VALIDATOR_NAMES
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "SelectionTable",
     "correlation_csv",
     "headline_rule",
+    "candidates_csv",
     "headline_runs",
     "load_candidates",
     "pick",
@@ -77,6 +84,8 @@ class Candidate:
         scores: Validator name -> score (higher is better; NaN where undefined).
         accuracy: The oracle: target test accuracy (%) at the point.
         last: Whether the point is the end of training (the tested last checkpoint).
+        max_class_share: Percent of the target train predictions in the most predicted class
+            (None: not recorded).
     """
 
     run: Run
@@ -84,6 +93,7 @@ class Candidate:
     scores: Mapping[str, float]
     accuracy: float
     last: bool
+    max_class_share: float | None = None
 
 
 def load_candidates(sweep: Sweep) -> dict[str, tuple[Candidate, ...]]:
@@ -102,16 +112,22 @@ def load_candidates(sweep: Sweep) -> dict[str, tuple[Candidate, ...]]:
         end = max(point.step for point in run.points) if run.steps is None else run.steps
         candidates[run.key] = tuple(
             Candidate(run=run, step=point.step, scores=point.scores, accuracy=point.oracle_target_test,
-                      last=point.step == end)
+                      last=point.step == end, max_class_share=point.max_class_share)
             for point in sorted(run.points, key=lambda point: point.step))
     return candidates
 
 
-def _score(candidate: Candidate, rule: str) -> float:
+def pool_scores(candidates: Sequence[Candidate], rule: str) -> list[float]:
+    """Each candidate's score under ``rule`` within this pool (NaN where undefined).
+
+    A recorded validator's score is the candidate's own; a rank-combined one
+    (:data:`~dabin.selection.mixval.RANK_COMBINED`) is its mean rank among ``candidates``.
+    """
     if rule == ORACLE:
-        return candidate.accuracy
-    value = candidate.scores.get(rule, math.nan)
-    return -math.inf if math.isnan(value) else value
+        return [c.accuracy for c in candidates]
+    if rule in RANK_COMBINED:
+        return rank_average([[c.scores.get(name, math.nan) for c in candidates] for name in RANK_COMBINED[rule]])
+    return [c.scores.get(rule, math.nan) for c in candidates]
 
 
 def pick(candidates: Sequence[Candidate], rule: str) -> Candidate:
@@ -122,9 +138,12 @@ def pick(candidates: Sequence[Candidate], rule: str) -> Candidate:
 
     Args:
         candidates: At least one candidate.
-        rule: A validator's name or :data:`ORACLE`.
+        rule: A validator's name, a rank-combined one, or :data:`ORACLE`.
     """
-    return max(candidates, key=lambda c: (_score(c, rule), c.step))
+    scores = pool_scores(candidates, rule)
+    best = max(range(len(candidates)),
+               key=lambda i: (-math.inf if math.isnan(scores[i]) else scores[i], candidates[i].step))
+    return candidates[best]
 
 
 def _last_point(points: Sequence[Candidate]) -> Candidate | None:
@@ -158,12 +177,15 @@ class Selection:
         scope: One of :data:`SCOPES`.
         mean: Mean target test accuracy (%) of the picks (None: nothing to pick from).
         n: Picks averaged (runs for ``checkpoints``, task × seed groups otherwise).
+        max_class_share: Mean, over the picks, of the share (%) of target predictions in the most
+            predicted class (None: not recorded); high where a rule rewards a collapsing model.
     """
 
     rule: str
     scope: str
     mean: float | None
     n: int
+    max_class_share: float | None = None
 
     @property
     def uses_target_labels(self) -> bool:
@@ -196,10 +218,16 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _share(picks: Sequence[Candidate]) -> float | None:
+    shares = [c.max_class_share for c in picks if c.max_class_share is not None]
+    return _mean(shares) if len(shares) == len(picks) else None
+
+
 def _validators(candidates: Mapping[str, Sequence[Candidate]]) -> tuple[str, ...]:
     names = dict.fromkeys(name for points in candidates.values() for c in points for name in c.scores)
     known = [name for name in VALIDATOR_NAMES if name in names]
-    return tuple(known + [name for name in names if name not in known])
+    combined = [rule for rule, parts in RANK_COMBINED.items() if all(part in names for part in parts)]
+    return tuple(known + combined + [name for name in names if name not in known])
 
 
 def selection_tables(candidates: Mapping[str, Sequence[Candidate]], hyper: bool) -> list[SelectionTable]:
@@ -219,14 +247,15 @@ def selection_tables(candidates: Mapping[str, Sequence[Candidate]], hyper: bool)
     for method, norm in columns:
         mine = {key: points for key, points in candidates.items()
                 if (points[0].run.method, points[0].run.norm) == (method, norm)}
-        last = [c.accuracy for points in mine.values() if (c := _last_point(points)) is not None]
+        last = [c for points in mine.values() if (c := _last_point(points)) is not None]
         cells = {}
         for scope in scopes:
             pools = _pool(mine, scope)
-            cells[LAST, scope] = Selection(LAST, scope, _mean(last), len(last))
+            cells[LAST, scope] = Selection(LAST, scope, _mean([c.accuracy for c in last]), len(last), _share(last))
             for rule in rules[1:]:
-                picks = [pick(pool, rule).accuracy for pool in pools]
-                cells[rule, scope] = Selection(rule, scope, _mean(picks), len(picks))
+                picks = [pick(pool, rule) for pool in pools]
+                cells[rule, scope] = Selection(rule, scope, _mean([c.accuracy for c in picks]), len(picks),
+                                               _share(picks))
         tables.append(SelectionTable(method=method, norm=norm, scopes=scopes, rules=rules, cells=cells,
                                      runs=len(mine)))
     return tables
@@ -251,6 +280,10 @@ class Correlation:
     tasks: int
 
 
+def _spearman_in(pool: Sequence[Candidate], rule: str) -> float | None:
+    return _spearman(list(zip(pool_scores(pool, rule), (c.accuracy for c in pool))))
+
+
 def _spearman(pairs: Sequence[tuple[float, float]]) -> float | None:
     from scipy.stats import spearmanr
 
@@ -272,10 +305,8 @@ def validator_correlations(candidates: Mapping[str, Sequence[Candidate]]) -> lis
             groups[last.run.source, last.run.target].append(last)
     result = []
     for name in _validators(candidates):
-        within = [rho for points in candidates.values()
-                  if (rho := _spearman([(c.scores.get(name, math.nan), c.accuracy) for c in points])) is not None]
-        across = [rho for pool in groups.values()
-                  if (rho := _spearman([(c.scores.get(name, math.nan), c.accuracy) for c in pool])) is not None]
+        within = [rho for points in candidates.values() if (rho := _spearman_in(points, name)) is not None]
+        across = [rho for pool in groups.values() if (rho := _spearman_in(pool, name)) is not None]
         result.append(Correlation(validator=name, over_checkpoints=_mean(within), runs=len(within),
                                   over_runs=_mean(across), tasks=len(across)))
     return result
@@ -341,16 +372,35 @@ def _source_val(run: Run, candidates: Mapping[str, Sequence[Candidate]]) -> floa
 
 
 def selection_csv(tables: Iterable[SelectionTable]) -> str:
-    """``selection.csv``: method, norm, rule, scope, target labels used, mean accuracy, n."""
-    lines = ["method,norm,rule,scope,uses_target_labels,mean_accuracy,n"]
+    """``selection.csv``: method, norm, rule, scope, target labels used, mean accuracy, n, mean largest class share."""
+    lines = ["method,norm,rule,scope,uses_target_labels,mean_accuracy,n,mean_max_class_share"]
     for table in tables:
         for rule in table.rules:
             for scope in table.scopes:
                 cell = table.cells[rule, scope]
-                mean = "" if cell.mean is None else f"{cell.mean:.4f}"
                 lines.append(f"{table.method},{table.norm},{rule},{scope},{str(cell.uses_target_labels).lower()},"
-                             f"{mean},{cell.n}")
+                             f"{_csv_number(cell.mean)},{cell.n},{_csv_number(cell.max_class_share)}")
     return "\n".join(lines) + "\n"
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def candidates_csv(candidates: Mapping[str, Sequence[Candidate]]) -> str:
+    """``candidates.csv``: every evaluation point, its recorded scores, its largest class share and the oracle."""
+    names = [name for name in _validators(candidates) if name not in RANK_COMBINED]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["run", "method", "norm", "task", "seed", "setting", "step", "last", "max_class_share",
+                     *names, "oracle_target_test_accuracy"])
+    for key, points in candidates.items():
+        run = points[0].run
+        for c in points:
+            writer.writerow([key, run.method, run.norm, run.task, run.seed, run.hparams, c.step, str(c.last).lower(),
+                             _csv_number(c.max_class_share), *(_csv_number(c.scores.get(name)) for name in names),
+                             _csv_number(c.accuracy)])
+    return buffer.getvalue()
 
 
 def correlation_csv(correlations: Iterable[Correlation]) -> str:
@@ -367,7 +417,7 @@ def score_plot_png(candidates: Mapping[str, Sequence[Candidate]]) -> bytes:
     """Every evaluation point's score against its target test accuracy, one panel per validator, as PNG."""
     from matplotlib.figure import Figure
 
-    names = _validators(candidates)
+    names = [name for name in _validators(candidates) if name not in RANK_COMBINED]  # recorded scores only
     columns = min(4, len(names))
     rows = math.ceil(len(names) / columns)
     fig = Figure(figsize=(3.2 * columns, 2.8 * rows))

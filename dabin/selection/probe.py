@@ -26,7 +26,7 @@ from torch import Tensor
 from dabin.record import EvaluationPoint
 from dabin.selection.validators import VALIDATOR_NAMES, UndefinedScore, ValidationInputs, score_all
 
-__all__ = ["EvaluationPoint", "Probed", "evaluation_steps", "probe"]
+__all__ = ["EvaluationPoint", "Probed", "evaluation_steps", "max_class_share", "probe"]
 
 
 class Probed(Protocol):
@@ -84,8 +84,9 @@ def probe(model: Probed, source_val: Iterable[tuple[Tensor, ...]], target_train:
         device: Where the model is.
 
     Returns:
-        The evaluation point; a validator not defined on these outputs (too few target images for
-        ClassAMI's k-means, NaN logits of a diverged model) scores NaN.
+        The evaluation point, with the largest share of the target train predictions in one class;
+        a validator not defined on these outputs (too few target images for ClassAMI's k-means, NaN
+        logits of a diverged model, no inter-cluster pair for MixVal) scores NaN.
     """
     source_logits, source_features, source_labels, _ = _collect(model, source_val, device)
     with model.target_context():
@@ -105,4 +106,11 @@ def probe(model: Probed, source_val: Iterable[tuple[Tensor, ...]], target_train:
         else:
             scores = {name: float(value) for name, value in score_all(inputs).items()}
     oracle = float((test_logits.argmax(1) == test_labels).float().mean() * 100)
-    return EvaluationPoint(step=step, scores=scores, oracle_target_test=oracle)
+    return EvaluationPoint(step=step, scores=scores, oracle_target_test=oracle,
+                           max_class_share=max_class_share(target_logits))
+
+
+def max_class_share(logits: Tensor) -> float:
+    """Percent of the rows predicted as the most predicted class (100: every prediction in one class)."""
+    counts = torch.bincount(logits.argmax(dim=1), minlength=logits.shape[1])
+    return float(counts.max()) * 100.0 / max(1, logits.shape[0])

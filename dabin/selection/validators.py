@@ -16,8 +16,13 @@ name           score (higher is better)
 ``bnm``        ‖softmax(target logits)‖_* / N_t (Cui et al., CVPR 2020)
 ``dev``        − deep embedded validation risk (You et al., ICML 2019)
 ``class_ami``  AMI between k-means clusters of target features and predictions (Musgrave et al.)
-``mixval``     accuracy on mixed target images labelled by pseudo-labels (Hu et al., NeurIPS 2023)
+``mixval_*``   ICE_intra, ICE_inter: accuracy on mixed target images labelled by pseudo-labels
+               (Hu et al., NeurIPS 2023; :mod:`dabin.selection.mixval`)
 =============  ===============================================================================
+
+MixVal itself is not a score of one model: the paper ranks the candidates by ICE_intra and by
+ICE_inter and averages the ranks, which the report does over the candidates it chooses among
+(:data:`~dabin.selection.mixval.RANK_COMBINED`).
 
 The survey comparing most of them is K. Musgrave, S. Belongie, S.-N. Lim, "Benchmarking Validation
 Methods for Unsupervised Domain Adaptation", arXiv:2208.07360, 2022 (and its library
@@ -31,8 +36,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -46,6 +49,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from dabin.errors import DabinError
+from dabin.selection.inputs import UndefinedScore, ValidationInputs
+from dabin.selection.mixval import RANK_COMBINED, mixval_inter, mixval_intra
 
 __all__ = [
     "VALIDATORS",
@@ -57,132 +62,13 @@ __all__ = [
     "dev",
     "entropy",
     "im",
-    "mixval",
+    "RANK_COMBINED",
+    "mixval_inter",
+    "mixval_intra",
     "score_all",
     "snd",
     "source_val",
 ]
-
-
-class UndefinedScore(DabinError):
-    """A validator is not defined on these outputs (too few samples, a diverged model's NaN logits).
-
-    Not a mistake of the caller: :func:`score_all` records such a score as NaN, so an evaluation
-    point on a tiny target split or after a divergence does not stop training.
-    """
-
-
-@dataclass(frozen=True)
-class ValidationInputs:
-    """What one model outputs on the source validation split and the target training split.
-
-    All tensors live on the CPU; logits, features and images are floating point (float32 as the
-    trainer writes them), labels are int64. Rows are aligned within a domain: row ``i`` of
-    ``target_logits``, ``target_features`` and ``target_images`` is the same target image.
-
-    There is deliberately **no target-label field**: a validator cannot read what it is not given.
-
-    ``target_images`` and ``classify`` are needed only by :func:`mixval`, which feeds the model new
-    (mixed) images; every other validator works from the logits and features alone. Give both or
-    neither; :func:`mixval` raises :class:`~dabin.errors.DabinError` when they are missing.
-
-    Attributes:
-        source_logits: ``(N_s, C)`` logits on the source validation images.
-        source_labels: ``(N_s,)`` int64 class indices in ``[0, C)`` of the source validation images.
-        source_features: ``(N_s, D)`` features (the classifier head's input) on the same images.
-        target_logits: ``(N_t, C)`` logits on the unlabelled target training images.
-        target_features: ``(N_t, D)`` features on the same images.
-        target_images: ``(N_t, channels, H, W)`` the target images as the model takes them
-            (normalized, 3 channels for RGB); only for :func:`mixval`.
-        classify: The model as a function images → logits, ``(B, channels, H, W) → (B, C)``, in
-            eval mode and without gradients (e.g. ``torch.no_grad()`` around ``model.eval()``'s
-            forward; it may move the batch to its device and must return ``C`` logits a row);
-            only for :func:`mixval`.
-
-    Raises:
-        DabinError: In ``__post_init__``, on the first inconsistency: a non-tensor, a tensor not on
-            the CPU, a wrong number of dimensions, sizes that do not agree (``N_s``, ``N_t``, ``C``,
-            ``D``), fewer than 2 source or target samples or classes, a non-integer label or one
-            outside ``[0, C)``, non-finite logits or features, or only one of ``target_images`` and
-            ``classify``.
-    """
-
-    source_logits: Tensor
-    source_labels: Tensor
-    source_features: Tensor
-    target_logits: Tensor
-    target_features: Tensor
-    target_images: Tensor | None = None
-    classify: Callable[[Tensor], Tensor] | None = None
-
-    def __post_init__(self) -> None:
-        float_fields = ("source_logits", "source_features", "target_logits", "target_features")
-        for name in (*float_fields, "source_labels"):
-            _check_tensor(name, getattr(self, name))
-        for name in float_fields:
-            value: Tensor = getattr(self, name)
-            _check_dims(name, value, 2, "(N, C)" if name.endswith("logits") else "(N, D)")
-            if not value.is_floating_point():
-                raise DabinError(f"ValidationInputs.{name} must be floating point, got dtype {value.dtype}")
-        _check_dims("source_labels", self.source_labels, 1, "(N_s,)")
-        if self.source_labels.dtype != torch.int64:
-            raise DabinError(f"ValidationInputs.source_labels must be int64 class indices, got dtype "
-                             f"{self.source_labels.dtype}")
-        n_s, c = self.source_logits.shape
-        n_t = self.target_logits.shape[0]
-        _check_size("source_labels", self.source_labels, 0, n_s, "N_s (rows of source_logits)")
-        _check_size("source_features", self.source_features, 0, n_s, "N_s (rows of source_logits)")
-        _check_size("target_features", self.target_features, 0, n_t, "N_t (rows of target_logits)")
-        _check_size("target_logits", self.target_logits, 1, c, "C (columns of source_logits)")
-        _check_size("target_features", self.target_features, 1, self.source_features.shape[1],
-                    "D (columns of source_features)")
-        if n_s < 2 or n_t < 2:
-            raise UndefinedScore(f"ValidationInputs needs at least 2 source and 2 target samples, got N_s={n_s}, "
-                                 f"N_t={n_t}")
-        if c < 2:
-            raise DabinError(f"ValidationInputs needs at least 2 classes, got C={c}")
-        low, high = int(self.source_labels.min()), int(self.source_labels.max())
-        if low < 0 or high >= c:
-            raise DabinError(f"ValidationInputs.source_labels must lie in [0, {c}), got values in [{low}, {high}]")
-        for name in float_fields:
-            if not torch.isfinite(getattr(self, name)).all():
-                raise UndefinedScore(f"ValidationInputs.{name} has non-finite values (nan or inf)")
-        if (self.target_images is None) != (self.classify is None):
-            given = "target_images" if self.classify is None else "classify"
-            raise DabinError(f"ValidationInputs: {given} is given without "
-                             f"{'classify' if given == 'target_images' else 'target_images'}; MixVal needs both")
-        if self.target_images is not None:
-            _check_tensor("target_images", self.target_images)
-            _check_dims("target_images", self.target_images, 4, "(N_t, channels, H, W)")
-            _check_size("target_images", self.target_images, 0, n_t, "N_t (rows of target_logits)")
-            if not self.target_images.is_floating_point():
-                raise DabinError(f"ValidationInputs.target_images must be floating point, got dtype "
-                                 f"{self.target_images.dtype}")
-        if self.classify is not None and not callable(self.classify):
-            raise DabinError(f"ValidationInputs.classify must be callable, got {type(self.classify).__name__}")
-
-    @property
-    def num_classes(self) -> int:
-        """``C``, the number of classes."""
-        return int(self.source_logits.shape[1])
-
-
-def _check_tensor(name: str, value: object) -> None:
-    if not isinstance(value, Tensor):
-        raise DabinError(f"ValidationInputs.{name} must be a torch.Tensor, got {type(value).__name__}")
-    if value.device.type != "cpu":
-        raise DabinError(f"ValidationInputs.{name} must be on the CPU, got device {value.device}")
-
-
-def _check_dims(name: str, value: Tensor, dims: int, shape: str) -> None:
-    if value.dim() != dims:
-        raise DabinError(f"ValidationInputs.{name} must have shape {shape}, got {tuple(value.shape)}")
-
-
-def _check_size(name: str, value: Tensor, dim: int, expected: int, what: str) -> None:
-    if value.shape[dim] != expected:
-        raise DabinError(f"ValidationInputs.{name} has size {value.shape[dim]} in dim {dim}, expected {expected} = "
-                         f"{what}; shape {tuple(value.shape)}")
 
 
 def _probs(logits: Tensor) -> Tensor:
@@ -470,123 +356,6 @@ def class_ami(inputs: ValidationInputs, *, n_init: int = 10, random_state: int =
     return float(adjusted_mutual_info_score(clusters, predictions))
 
 
-def _mixval_pairs(pseudo: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Dominant/partner indices of the intra-class and the inter-class probes.
-
-    Every sample is the dominant member of one intra probe (partner: another sample with its
-    pseudo-label, if any) and of one inter probe (partner: a sample of another pseudo-label, if any).
-    """
-    n = pseudo.numel()
-    shuffled = torch.randperm(n, generator=generator)
-    order = shuffled[torch.argsort(pseudo[shuffled], stable=True)]  # grouped by class, random within
-    _, sizes = torch.unique_consecutive(pseudo[order], return_counts=True)
-    starts = torch.cumsum(sizes, 0) - sizes
-    group_size = torch.repeat_interleave(sizes, sizes)
-    group_start = torch.repeat_interleave(starts, sizes)
-    rank = torch.arange(n) - group_start
-    # Intra: the next sample of the same class (cyclically) in the random order.
-    intra_partner = order[group_start + (rank + 1) % group_size]
-    has_intra = group_size > 1
-    # Inter: uniform over the n − size samples outside the group, skipping over the group's positions.
-    others = n - group_size
-    offset = (torch.rand(n, generator=generator, dtype=torch.float64) * others).long().clamp(max=others - 1)
-    inter_partner = order[torch.where(offset < group_start, offset, offset + group_size).clamp(max=n - 1)]
-    has_inter = others > 0
-    return order[has_intra], intra_partner[has_intra], order[has_inter], inter_partner[has_inter]
-
-
-def _probe_accuracy(inputs: ValidationInputs, pseudo: Tensor, dominant: Tensor, partner: Tensor, lam: float,
-                    batch_size: int) -> float:
-    """Percent of mixes ``λ x_i + (1 − λ) x_j`` that ``classify`` assigns to ``i``'s pseudo-label."""
-    assert inputs.target_images is not None and inputs.classify is not None
-    if dominant.numel() == 0:
-        return 0.0
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, dominant.numel(), batch_size):
-            i, j = dominant[start:start + batch_size], partner[start:start + batch_size]
-            mixed = lam * inputs.target_images[i] + (1.0 - lam) * inputs.target_images[j]
-            logits = inputs.classify(mixed)
-            if not isinstance(logits, Tensor) or logits.shape != (i.numel(), inputs.num_classes):
-                shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-                raise DabinError(f"mixval: classify must return ({i.numel()}, {inputs.num_classes}) logits for "
-                                 f"{i.numel()} images, got {shape}")
-            correct += int((logits.argmax(dim=1).cpu() == pseudo[i]).sum())
-    return 100.0 * correct / dominant.numel()
-
-
-def mixval(inputs: ValidationInputs, *, lam: float = 0.55, seed: int = 0, batch_size: int = 256,
-           probes: Literal["both", "intra", "inter"] = "both") -> float:
-    """MixVal: how often the model labels mixed target images with the dominant image's pseudo-label.
-
-    The target images get pseudo-labels ``ŷ_i = argmax_c g^t_{ic}`` (from ``target_logits``, which
-    must be the same model's logits on ``target_images``, row for row). A probe mixes two target
-    images with a fixed ratio and is labelled by its dominant image (``λ > 0.5``):
-
-    .. math::
-
-        \\tilde x = λ x_i + (1 - λ) x_j, \\qquad \\tilde y = ŷ_i, \\qquad
-        \\text{ICE} = \\frac{100}{|P|} \\sum_{(i, j) \\in P} [\\arg\\max \\text{classify}(\\tilde x) = ŷ_i].
-
-    Two kinds of probes: **intra-cluster** (``ŷ_i = ŷ_j``: is the pseudo-class region dense?) and
-    **inter-cluster** (``ŷ_i ≠ ŷ_j``: is the boundary between the two pseudo-classes where the mix
-    ratio puts it?). The score is the mean of the two accuracies,
-    ``(ICE_intra + ICE_inter) / 2``.
-
-    Choices, against the paper (Algorithm 1) and its code (``LHXXHB/MixVal``, ``val_mixval_intra.py``
-    and ``val_mixval_inter.py``):
-
-    * λ = 0.55, the paper's and the code's default (``--lam 0.55``).
-    * Pairing: the code pairs each image with the reversed batch (of a class-sorted list for the
-      intra probes, of a shuffled list for the inter probes) and keeps the pairs of the right kind.
-      Here every target image is the dominant member of exactly one intra probe (its partner: the
-      next image of the same pseudo-class in a random order) and one inter probe (its partner:
-      drawn uniformly from the images of the other pseudo-classes), both drawn with a
-      ``torch.Generator`` seeded by ``seed``: the same seed gives the same probes, and every image
-      probes once of each kind. An image alone in its pseudo-class has no intra probe.
-    * Combining: the paper ranks the candidate models by ICE_intra and by ICE_inter and averages
-      the two ranks; that needs all candidates at once, while a validator scores one model, so the
-      two accuracies are averaged instead (each in [0, 100], equally weighted as the ranks are).
-      ``probes="intra"`` or ``"inter"`` returns one accuracy alone, for ranking them separately.
-    * A probe kind with no probes (every prediction in one class: no inter probes; every class
-      predicted once: no intra probes) scores 0: no mix gave the model a chance to be right. So a
-      model that predicts a single class on the target gets at most 50.
-
-    Reference: D. Hu, J. Liang, J. H. Liew, C. Xue, S. Bai, X. Wang, "Mixed Samples as Probes for
-    Unsupervised Model Selection in Domain Adaptation", NeurIPS 2023.
-
-    Args:
-        inputs: Uses ``target_logits``, ``target_images`` and ``classify``.
-        lam: λ, the dominant image's share, in (0.5, 1).
-        seed: Seed of the pairing.
-        batch_size: Mixed images per ``classify`` call.
-        probes: ``"both"`` (MixVal), ``"intra"`` or ``"inter"`` (one ICE score).
-
-    Returns:
-        The score in ``[0, 100]``; higher is better.
-
-    Raises:
-        DabinError: If ``target_images``/``classify`` are missing, ``lam`` is outside (0.5, 1),
-            ``batch_size < 1``, ``probes`` is unknown, or ``classify`` returns the wrong shape.
-    """
-    if inputs.target_images is None or inputs.classify is None:
-        raise DabinError("mixval needs ValidationInputs.target_images and classify, got None")
-    if not 0.5 < lam < 1.0:
-        raise DabinError(f"mixval: lam must be in (0.5, 1) so that the first image dominates, got {lam}")
-    if batch_size < 1:
-        raise DabinError(f"mixval: batch_size must be at least 1, got {batch_size}")
-    if probes not in ("both", "intra", "inter"):
-        raise DabinError(f"mixval: unknown probes {probes!r}; expected one of both, intra, inter")
-    pseudo = inputs.target_logits.argmax(dim=1)
-    intra_i, intra_j, inter_i, inter_j = _mixval_pairs(pseudo, torch.Generator().manual_seed(seed))
-    scores = []
-    if probes in ("both", "intra"):
-        scores.append(_probe_accuracy(inputs, pseudo, intra_i, intra_j, lam, batch_size))
-    if probes in ("both", "inter"):
-        scores.append(_probe_accuracy(inputs, pseudo, inter_i, inter_j, lam, batch_size))
-    return sum(scores) / len(scores)
-
-
 #: Validator name → function of :class:`ValidationInputs` (keyword options at their defaults).
 VALIDATORS: dict[str, Callable[[ValidationInputs], float]] = {
     "source_val": source_val,
@@ -596,7 +365,8 @@ VALIDATORS: dict[str, Callable[[ValidationInputs], float]] = {
     "bnm": bnm,
     "dev": dev,
     "class_ami": class_ami,
-    "mixval": mixval,
+    "mixval_intra": mixval_intra,
+    "mixval_inter": mixval_inter,
 }
 
 #: The validator names, in :data:`VALIDATORS` order.
@@ -609,7 +379,7 @@ def score_all(inputs: ValidationInputs, names: Iterable[str] = VALIDATOR_NAMES) 
     Args:
         inputs: The model's outputs.
         names: Validators to run, in the order of the result (all of them by default; leave out
-            ``mixval`` when ``inputs`` has no ``target_images``/``classify``).
+            ``mixval_intra``/``mixval_inter`` when ``inputs`` has no ``target_images``/``classify``).
 
     Returns:
         Validator name → score (higher is better for every one); NaN for a validator not defined on

@@ -98,6 +98,46 @@ def test_each_validator_pick_and_the_oracle_match_a_hand_computation(swept: Path
     assert "![Validator score vs target test accuracy" in text and (swept / "validator_scores.png").stat().st_size > 1000
 
 
+def _mean_ranks(pool: list[dict], names: tuple[str, ...]) -> list[float]:
+    """MixVal's combination, written out: per score, rank 1 = lowest, ties their mean rank; the mean over scores."""
+    total = [0.0] * len(pool)
+    for name in names:
+        values = [p["scores"][name] for p in pool]
+        for i, v in enumerate(values):
+            below, equal = sum(w < v for w in values), sum(w == v for w in values)
+            total[i] += below + (equal + 1) / 2
+    return [t / len(names) for t in total]
+
+
+def test_mixval_ranks_the_candidates_by_intra_and_inter_and_averages_the_ranks(swept: Path) -> None:
+    # Hu et al. (NeurIPS 2023), section 3.3: rank the candidates by ICE_intra and by ICE_inter, average the ranks.
+    assert main(["report", str(swept)]) == 0
+    runs = _runs(swept)
+    table = {(row["rule"], row["scope"]): row for row in _csv(swept / "selection.csv")}
+    groups = defaultdict(list)
+    for run in runs:
+        groups[run["job"]["target"], run["job"]["seed"]].append(run)
+    parts = ("mixval_intra", "mixval_inter")
+
+    def best(pool: list[dict]) -> dict:
+        ranks = _mean_ranks(pool, parts)
+        return max(zip(ranks, pool), key=lambda pair: (pair[0], pair[1]["step"]))[1]
+
+    within = statistics.mean(best(r["points"])["oracle"]["target_test_accuracy"] for r in runs)
+    both = statistics.mean(best([p for r in g for p in r["points"]])["oracle"]["target_test_accuracy"]
+                           for g in groups.values())
+    assert float(table["mixval", "checkpoints"]["mean_accuracy"]) == pytest.approx(within, abs=1e-4)
+    assert float(table["mixval", "both"]["mean_accuracy"]) == pytest.approx(both, abs=1e-4)
+    # The largest class share of the picks, beside each rule.
+    share = statistics.mean(best(r["points"])["target_predictions"]["max_class_share"] for r in runs)
+    assert float(table["mixval", "checkpoints"]["mean_max_class_share"]) == pytest.approx(share, abs=1e-4)
+    text = (swept / "report.md").read_text()
+    assert "| `mixval` | no |" in text and "; share " in text
+    rows = list(_csv(swept / "candidates.csv"))
+    assert len(rows) == 12 * 3 and {"mixval_intra", "mixval_inter", "max_class_share"} <= set(rows[0])
+    assert "mixval" not in rows[0]  # a rank needs the other candidates: not a score of one point
+
+
 def test_spearman_correlations_match_a_hand_computation(swept: Path) -> None:
     assert main(["report", str(swept)]) == 0
     runs = _runs(swept)
@@ -146,7 +186,7 @@ def test_by_default_a_hyper_parameter_sweep_chooses_settings_by_source_validatio
 
 @pytest.mark.parametrize(("select", "message"), [
     ("oracle", "--select oracle: the oracle uses target labels and is never the headline"),
-    ("nope", "--select nope: not a validator the runs recorded (source_val, entropy, snd)"),
+    ("nope", "--select nope: not a validator the runs recorded (source_val, entropy, snd, mixval_intra, mixval_inter, mixval)"),
 ])
 def test_bad_select_is_one_line_and_writes_nothing(swept: Path, tmp_path: Path, capsys, select, message) -> None:
     out = tmp_path / "report.md"

@@ -23,7 +23,7 @@ from dabin.selection import (
     dev,
     entropy,
     im,
-    mixval,
+    mixval_inter,
     score_all,
     snd,
     source_val,
@@ -62,9 +62,10 @@ def _h(*p: float) -> float:
 
 
 def test_registry_names_and_order() -> None:
-    assert VALIDATOR_NAMES == ("source_val", "entropy", "im", "snd", "bnm", "dev", "class_ami", "mixval")
+    assert VALIDATOR_NAMES == ("source_val", "entropy", "im", "snd", "bnm", "dev", "class_ami", "mixval_intra",
+                               "mixval_inter")
     assert tuple(VALIDATORS) == VALIDATOR_NAMES
-    assert VALIDATORS["mixval"] is mixval and VALIDATORS["dev"] is dev
+    assert VALIDATORS["mixval_inter"] is mixval_inter and VALIDATORS["dev"] is dev
 
 
 def test_inputs_have_no_target_labels() -> None:
@@ -317,8 +318,6 @@ def test_class_ami_needs_as_many_targets_as_classes() -> None:
         class_ami(_inputs([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
 
 
-# --- mixval ----------------------------------------------------------------------------------------
-
 # A fixed linear classifier on (N, 3, 1, 1) images: logits = flatten(x) @ W.
 W = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
 
@@ -327,79 +326,22 @@ def _linear(x: Tensor) -> Tensor:
     return x.flatten(1) @ W
 
 
-def _mixval_inputs(images: Tensor, classify=_linear) -> ValidationInputs:  # type: ignore[no-untyped-def]
-    return _inputs(_linear(images), target_images=images, classify=classify,
-                   target_features=torch.zeros(images.shape[0], 2))
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mixval_hand(seed: int) -> None:
-    # Images a = e_0 (logits (3, 0), pseudo-label 0) twice and b = e_1 (logits (0, 1), pseudo-label 1) twice.
-    a, b = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
-    inputs = _mixval_inputs(torch.stack([a, b, a, b]).reshape(4, 3, 1, 1))
-    # Intra probes mix an image with its identical twin: always right → 100.
-    # Inter, a dominant: 0.55 (3, 0) + 0.45 (0, 1) = (1.65, 0.45) → class 0 = label of a: right.
-    # Inter, b dominant: 0.55 (0, 1) + 0.45 (3, 0) = (1.35, 0.55) → class 0 ≠ label of b: wrong → 50.
-    assert mixval(inputs, seed=seed, probes="intra") == 100.0
-    assert mixval(inputs, seed=seed, probes="inter") == 50.0
-    assert mixval(inputs, seed=seed) == 75.0
-    # λ = 0.9, b dominant: 0.9 (0, 1) + 0.1 (3, 0) = (0.3, 0.9) → class 1: right.
-    assert mixval(inputs, seed=seed, lam=0.9) == 100.0
-
-
-def test_mixval_with_a_linear_classifier_is_deterministic_and_batched() -> None:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randn(30, 3, 1, 1, generator=g)
-    batches: list[int] = []
-
-    def recording(x: Tensor) -> Tensor:
-        batches.append(x.shape[0])
-        return _linear(x)
-
-    inputs = _mixval_inputs(images, classify=recording)
-    # A linear map mixes logits as it mixes images, and a convex mix of two logit vectors with the same argmax
-    # keeps that argmax: every intra probe is right.
-    assert mixval(inputs, probes="intra") == 100.0
-    batches.clear()
-    score = mixval(inputs, batch_size=7)
-    # 30 inter probes and at most 30 intra ones (classes with one image have none), 7 at a time.
-    assert sum(batches) <= 60 and batches.count(7) >= 4
-    assert max(batches) <= 7
-    assert score == mixval(inputs, batch_size=256) == mixval(inputs, batch_size=1)
-    assert 50.0 <= score <= 100.0
-
-
-def test_mixval_collapsed_model_has_no_inter_probes() -> None:
-    images = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [1.5, 0.5, 0.0]]).reshape(3, 3, 1, 1)
-    inputs = _mixval_inputs(images)  # all predicted class 0
-    assert mixval(inputs, probes="inter") == 0.0
-    assert mixval(inputs) == 50.0
-
-
-def test_mixval_errors() -> None:
-    with pytest.raises(DabinError, match="needs ValidationInputs.target_images and classify"):
-        mixval(_inputs())
-    inputs = _mixval_inputs(torch.eye(3)[[0, 1, 0, 1]].reshape(4, 3, 1, 1))
-    with pytest.raises(DabinError, match=r"lam must be in \(0.5, 1\)"):
-        mixval(inputs, lam=0.5)
-    bad = _mixval_inputs(torch.eye(3)[[0, 1, 0, 1]].reshape(4, 3, 1, 1), classify=lambda x: x.flatten(1))
-    with pytest.raises(DabinError, match=r"classify must return \(4, 2\) logits for 4 images, got \(4, 3\)"):
-        mixval(bad)
-
-
 # --- score_all -------------------------------------------------------------------------------------
 
 
 def test_score_all() -> None:
     g = torch.Generator().manual_seed(0)
+    # 12 images in two unequal pseudo-classes (the first 8 lean to class 0): sorted and reversed in one
+    # pairing batch, some pairs fall inside a class (intra) and some across (inter).
     images = torch.randn(12, 3, 1, 1, generator=g)
+    images[:8, 0] = images[:8, 0].abs() + 1.0
     inputs = ValidationInputs(source_logits=torch.randn(8, 2, generator=g), source_labels=torch.arange(8) % 2,
                               source_features=torch.randn(8, 3, generator=g), target_logits=_linear(images),
                               target_features=torch.randn(12, 3, generator=g), target_images=images, classify=_linear)
     scores = score_all(inputs)
     assert tuple(scores) == VALIDATOR_NAMES
     assert all(math.isfinite(v) for v in scores.values())
-    assert scores["source_val"] == source_val(inputs) and scores["mixval"] == mixval(inputs)
+    assert scores["source_val"] == source_val(inputs) and scores["mixval_inter"] == mixval_inter(inputs)
     assert score_all(inputs, ["bnm", "im"]) == {"bnm": bnm(inputs), "im": im(inputs)}
     with pytest.raises(DabinError, match="unknown validator 'acc'"):
         score_all(inputs, ["acc"])
@@ -413,6 +355,6 @@ def test_score_all_records_an_undefined_validator_as_nan() -> None:
                               target_logits=torch.randn(5, 6, generator=g), target_features=torch.randn(5, 3, generator=g))
     with pytest.raises(UndefinedScore, match="class_ami needs at least C=6 target samples"):
         class_ami(inputs)
-    scores = score_all(inputs, [name for name in VALIDATOR_NAMES if name != "mixval"])
+    scores = score_all(inputs, [name for name in VALIDATOR_NAMES if not name.startswith("mixval")])
     assert math.isnan(scores["class_ami"])
     assert all(math.isfinite(v) for name, v in scores.items() if name != "class_ami")

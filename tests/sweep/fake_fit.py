@@ -95,8 +95,11 @@ metrics = {"test": test, "average": sum(v["accuracy"] for v in test.values()) / 
 if args.source and not os.environ.get("FAKE_FIT_NO_POINTS"):
     oracle = [accuracy(args.target, f"@{step}") for step in (1, 2)] + [test[args.target]["accuracy"]]
     metrics["evaluation_points"] = [
-        {"step": step, "scores": {name: score(name, step) for name in ("source_val", "entropy", "snd")},
-         "oracle": {"target_test_accuracy": value}} for step, value in zip((1, 2, 3), oracle)]
+        {"step": step, "scores": {name: score(name, step)
+                                  for name in ("source_val", "entropy", "snd", "mixval_intra", "mixval_inter")},
+         "oracle": {"target_test_accuracy": value},
+         "target_predictions": {"max_class_share": score("share", step) + 50}}
+        for step, value in zip((1, 2, 3), oracle)]
 (run / "metrics.json").write_text(json.dumps(metrics))
 if args.norm == "bin":
     rows = ["layer,stage,level,depth,channel,gate"]
