@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from dabin.report.build import REPORT, build_report, write_report
+from dabin.selection import RANK_COMBINED, VALIDATOR_NAMES
 
 __all__ = ["main"]
 
@@ -27,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"where the report goes (default DIR/{REPORT}); its tables and plots go beside it")
     parser.add_argument("--select", metavar="VALIDATOR",
                         help="make this unsupervised validator's pick over evaluation points (and hyper-parameter "
-                             "settings) the headline tables (source_val, entropy, im, snd, bnm, dev, class_ami, "
-                             "mixval); default: the last checkpoint")
+                             f"settings) the headline tables ({', '.join((*VALIDATOR_NAMES, *RANK_COMBINED))}; "
+                             "mixval ranks the candidates by mixval_intra and by mixval_inter and averages the ranks); "
+                             "default: the last checkpoint")
     return parser
 
 
