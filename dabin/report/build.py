@@ -19,6 +19,7 @@ from dabin.report.inputs import Sweep, load_sweep
 from dabin.report.paired import paired_comparisons
 from dabin.report.plots import bar_chart_png
 from dabin.report.render import Figures, method_label, norm_label, render_report
+from dabin.report.optimum import optimum_csv, setting_optima
 from dabin.report.selection import (candidates_csv, correlation_csv, headline_runs, load_candidates, score_plot_png,
                                     selection_csv, selection_report)
 from dabin.report.tables import MixedTable, TransferTable, mixed_table, transfer_table
@@ -86,6 +87,7 @@ def build_report(folder: str | Path, out: str | Path | None = None, select: str 
     # The headline tables show one run per task (or fold) and seed: the one the rule chose.
     headline = dataclasses.replace(sweep, runs=tuple(headline_runs(sweep, candidates, select)))
     selection = selection_report(sweep, candidates, select)
+    optima = setting_optima(sweep.runs, candidates) if selection.hyper else []
     transfer, mixed = transfer_table(headline), mixed_table(headline)
     pools = pool_gates(headline)
     gates = [(pool, stage_summary(pool) if pool.rows else []) for pool in pools]
@@ -116,16 +118,19 @@ def build_report(folder: str | Path, out: str | Path | None = None, select: str 
         files["validator_correlations.csv"] = correlation_csv(selection.correlations).encode()
         files["candidates.csv"] = candidates_csv(candidates).encode()
         files["validator_scores.png"] = score_plot_png(candidates)
+    if optima:
+        files["setting_optima.csv"] = optimum_csv(optima).encode()
     figures = Figures(table4="table4.csv" if transfer else None, table3="table3.csv" if mixed else None,
                       gate_summary="gate_summary.csv" if summary else None, bars=bars, gates=histograms,
                       selection="selection.csv" if selection.tables else None,
                       correlations="validator_correlations.csv" if selection.tables else None,
                       candidates="candidates.csv" if selection.tables else None,
-                      scores="validator_scores.png" if selection.tables else None)
+                      scores="validator_scores.png" if selection.tables else None,
+                      optima="setting_optima.csv" if optima else None)
     paired = paired_comparisons(transfer) if transfer else []
     any_transfer = any(run.transfer for run in sweep.runs)
     files[path.name] = render_report(sweep, transfer, mixed, gates, figures, paired,
-                                     selection if any_transfer else None).encode()
+                                     selection if any_transfer else None, optima).encode()
     return Report(path=path, files=files, sweep=sweep)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from dabin.report.gates import GatePool
 from dabin.report.inputs import Run, Sweep
 from dabin.report.paired import PairedComparison
+from dabin.report.optimum import COLLAPSE_SHARE, Optimum
 from dabin.report.selection import LAST, ORACLE, Selection, SelectionReport
 from dabin.report.tables import Average, Cell, MixedTable, TransferTable
 
@@ -47,6 +48,7 @@ class Figures:
         correlations: Validator correlation CSV.
         candidates: Every evaluation point's scores, largest class share and oracle (CSV).
         scores: Score-vs-accuracy plot PNG.
+        optima: Per task, the oracle's best hyper-parameter setting and where it lies (CSV).
     """
 
     table4: str | None = None
@@ -58,6 +60,7 @@ class Figures:
     correlations: str | None = None
     candidates: str | None = None
     scores: str | None = None
+    optima: str | None = None
 
 
 def _escape(text: str) -> str:
@@ -344,9 +347,28 @@ def _selection_section(selection: SelectionReport, figures: Figures) -> list[str
     return lines
 
 
+def _optima_section(optima: Sequence[Optimum], figures: Figures) -> list[str]:
+    keys = list(dict.fromkeys(key for o in optima for key in o.best))
+    lines = ["### Where the best setting lies", "",
+             "Per task, the setting with the best target test accuracy at the last checkpoint (mean over seeds; the "
+             "oracle: this describes the grid, it selects nothing) and where its value lies on each axis: *low* or "
+             "*high* is the grid's edge (the optimum may lie beyond it), *interior* is bracketed. *Diverged*: training "
+             f"stopped on a non-finite loss; *collapsed*: at least {COLLAPSE_SHARE:.0f} % of the target predictions in "
+             "one class.", ""]
+    rows = [[f"{method_label(o.method)} {norm_label(o.norm)}", o.task,
+             *(f"{o.best.get(k, '')} ({o.position.get(k, '')})" for k in keys), _number(o.accuracy),
+             f"{o.diverged}/{o.settings}", f"{o.collapsed}/{o.settings}"] for o in optima]
+    lines += _table(["Run", "Task", *(f"`{k}`" for k in keys), "Accuracy", "Diverged", "Collapsed"], rows)
+    inside = sum(o.interior for o in optima)
+    lines += ["", f"Best setting interior on every axis: {inside} of {len(optima)} tasks."
+              + (f" CSV: [{figures.optima}]({figures.optima})" if figures.optima else ""), ""]
+    return lines
+
+
 def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTable | None,
                   gates: Sequence[tuple[GatePool, list[dict[str, Any]]]], figures: Figures,
-                  paired: Sequence[PairedComparison] = (), selection: SelectionReport | None = None) -> str:
+                  paired: Sequence[PairedComparison] = (), selection: SelectionReport | None = None,
+                  optima: Sequence[Optimum] = ()) -> str:
     """The report as Markdown.
 
     Args:
@@ -357,6 +379,7 @@ def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTabl
         figures: The files the report links to.
         paired: Paired comparisons of Table 4's columns (none: no section).
         selection: Model selection without target labels (None: no section).
+        optima: Per task, where the oracle's best setting lies on the sweep's axes (none: no subsection).
 
     Returns:
         The text of ``report.md``.
@@ -370,6 +393,8 @@ def render_report(sweep: Sweep, transfer: TransferTable | None, mixed: MixedTabl
         lines += _mixed_section(mixed, sweep.runs, figures)
     if selection is not None:
         lines += _selection_section(selection, figures)
+        if optima:
+            lines += _optima_section(optima, figures)
     if gates:
         lines += _gate_section(gates, figures)
     lines += _status_section(sweep)

@@ -224,3 +224,27 @@ def test_over_runs_ranks_every_candidate_of_a_task_whatever_its_method_or_norm()
     (correlation,) = validator_correlations(candidates)
     assert correlation.tasks == 1 and correlation.over_runs == pytest.approx(0.5)  # ranks (1,2,3) vs (1,3,2)
     assert correlation.runs == 0 and correlation.over_checkpoints is None  # one point per run: no ranking
+
+
+def test_setting_optima_name_the_oracles_best_setting_and_its_place_on_each_axis(swept: Path) -> None:
+    assert main(["report", str(swept)]) == 0
+    by_task: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    shares: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in _runs(swept):
+        task = f"{run['job']['source']}→{run['job']['target']}"
+        lr = str(run["job"]["hparams"]["model.lr"]) if "hparams" in run["job"] else None
+        assert lr is not None, run["job"]
+        by_task[task][lr].append(run["points"][-1]["oracle"]["target_test_accuracy"])
+        shares[task][lr].append(run["points"][-1]["target_predictions"]["max_class_share"])
+    rows = {row["task"]: row for row in _csv(swept / "setting_optima.csv")}
+    assert set(rows) == set(by_task)
+    for task, settings in by_task.items():
+        mean = {lr: statistics.mean(values) for lr, values in settings.items()}
+        best = max(mean, key=lambda lr: (mean[lr], lr))
+        row = rows[task]
+        assert float(row["model.lr"]) == float(best)
+        assert row["model.lr position"] == {0.01: "low", 0.1: "interior", 0.3: "high"}[float(best)]
+        assert float(row["oracle_accuracy"]) == pytest.approx(mean[best], abs=1e-4)
+        assert row["settings"] == "3" and row["diverged"] == "0"
+        assert int(row["collapsed"]) == sum(statistics.mean(s) >= 50.0 for s in shares[task].values())
+    assert "### Where the best setting lies" in (swept / "report.md").read_text()

@@ -1,0 +1,140 @@
+"""Where the oracle's best hyper-parameter setting lies on each axis of a sweep, per task.
+
+A selection experiment tells validators apart only if its grid brackets the optimum: when target
+accuracy rises along an axis over the whole grid, the best setting sits at the grid's corner and any
+validator that rewards "more training" wins. For each (method, norm, task) this module averages
+each setting's target test accuracy at its last checkpoint over the seeds (the oracle, target
+labels: a description of the grid, never a selection), takes the best setting, and says for each
+axis whether its value there is the axis's lowest, highest or an interior value. It also counts
+the settings that failed as models:
+
+* **diverged**: in some seed, training stopped on a non-finite loss (the run failed) or every
+  validator is undefined at the last point (non-finite outputs);
+* **collapsed**: at least :data:`COLLAPSE_SHARE` % of the target predictions fall in one class
+  (mean over seeds); a diverged setting whose outputs are still finite usually shows up here.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+from dabin.report.inputs import Run
+from dabin.report.selection import Candidate
+
+__all__ = ["COLLAPSE_SHARE", "Optimum", "optimum_csv", "setting_optima"]
+
+#: What a run's failure says when training stopped on a non-finite loss (dabin.modules.base).
+_NONFINITE = ("became nan", "became inf", "became -inf")
+#: A setting whose mean largest class share (%) of target predictions reaches this counts as collapsed.
+COLLAPSE_SHARE = 50.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimum:
+    """The oracle's best setting of one (method, norm, task) and where it lies on each axis.
+
+    Attributes:
+        method: The method.
+        norm: The normalization layer.
+        task: ``Source→Target``.
+        best: Axis key -> value of the best setting.
+        accuracy: Its target test accuracy (%), mean over seeds.
+        position: Axis key -> ``low``, ``high`` or ``interior`` (an axis with one value: ``only``).
+        settings: Settings compared.
+        diverged: Settings that diverged (see the module docstring).
+        collapsed: Settings that collapsed.
+    """
+
+    method: str
+    norm: str
+    task: str
+    best: Mapping[str, str]
+    accuracy: float
+    position: Mapping[str, str]
+    settings: int
+    diverged: int
+    collapsed: int
+
+    @property
+    def interior(self) -> bool:
+        """Whether the best value is interior on every axis with three values or more."""
+        return all(p in ("interior", "only") for p in self.position.values())
+
+
+def _setting(hparams: str) -> dict[str, str]:
+    """``model.lr=0.1 model.lambda_max=1.0`` -> ``{"model.lr": "0.1", "model.lambda_max": "1.0"}``."""
+    return dict(part.split("=", 1) for part in hparams.split())
+
+
+def _order(value: str) -> tuple[int, float | str]:
+    # Numbers in numeric order, anything else after them in text order.
+    try:
+        return 0, float(value)
+    except ValueError:
+        return 1, value
+
+
+def _position(value: str, values: Sequence[str]) -> str:
+    ordered = sorted(set(values), key=_order)
+    if len(ordered) == 1:
+        return "only"
+    return "low" if value == ordered[0] else "high" if value == ordered[-1] else "interior"
+
+
+def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candidate]]) -> list[Optimum]:
+    """Per (method, norm, task) of a sweep with hyper-parameter axes, the oracle's best setting.
+
+    Args:
+        runs: The sweep's runs (a failed run counts its setting as diverged when its loss became
+            non-finite).
+        candidates: From :func:`dabin.report.selection.load_candidates`.
+
+    Returns:
+        One optimum per (method, norm, task) with a finished setting, in the order first seen.
+    """
+    lasts: dict[tuple[str, str, str], dict[str, list[Candidate]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list))
+    failed: dict[tuple[str, str, str], set[str]] = collections.defaultdict(set)
+    for run in runs:
+        if not run.transfer or not run.hparams:
+            continue
+        group = run.method, run.norm, run.task
+        last = next((c for c in reversed(candidates.get(run.key, ())) if c.last), None)
+        if last is not None:
+            lasts[group][run.hparams].append(last)
+        elif run.status == "failed" and any(text in run.reason for text in _NONFINITE):
+            failed[group].add(run.hparams)
+    optima = []
+    for group, settings in lasts.items():
+        mean = {h: sum(c.accuracy for c in points) / len(points) for h, points in settings.items()
+                if h not in failed[group]}
+        if not mean:
+            continue
+        best = max(mean, key=lambda h: (mean[h], h))
+        parsed = {h: _setting(h) for h in (*settings, *failed[group])}
+        position = {key: _position(value, [p[key] for p in parsed.values() if key in p])
+                    for key, value in parsed[best].items()}
+        diverged = failed[group] | {h for h, points in settings.items()
+                                    if any(all(not math.isfinite(v) for v in c.scores.values()) for c in points)}
+        shares = {h: [c.max_class_share for c in points if c.max_class_share is not None]
+                  for h, points in settings.items() if h not in diverged}
+        collapsed = sum(bool(s) and sum(s) / len(s) >= COLLAPSE_SHARE for s in shares.values())
+        method, norm, task = group
+        optima.append(Optimum(method=method, norm=norm, task=task, best=parsed[best], accuracy=mean[best],
+                              position=position, settings=len(parsed), diverged=len(diverged), collapsed=collapsed))
+    return optima
+
+
+def optimum_csv(optima: Sequence[Optimum]) -> str:
+    """``setting_optima.csv``: per (method, norm, task), the best setting, its accuracy, its position per axis."""
+    keys = list(dict.fromkeys(key for o in optima for key in o.best))
+    lines = [",".join(["method", "norm", "task", *keys, *(f"{k} position" for k in keys), "oracle_accuracy",
+                       "settings", "diverged", "collapsed"])]
+    for o in optima:
+        lines.append(",".join([o.method, o.norm, o.task, *(o.best.get(k, "") for k in keys),
+                               *(o.position.get(k, "") for k in keys), f"{o.accuracy:.4f}", str(o.settings),
+                               str(o.diverged), str(o.collapsed)]))
+    return "\n".join(lines) + "\n"
