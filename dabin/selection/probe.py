@@ -42,18 +42,27 @@ class Probed(Protocol):
         """The state in which the module evaluates target images (e.g. target statistics)."""
 
 
+#: Fewest training steps per evaluation point: a short run gets fewer points (at least the last),
+#: because scoring a point costs as much as many steps of training.
+MIN_STEPS_PER_POINT = 10
+
+
 def evaluation_steps(total_steps: int, points: int) -> list[int]:
-    """``points`` steps spread evenly over training, the last one at its end (none if ``points`` is 0).
+    """Up to ``points`` steps spread evenly over training, the last one at its end (none if ``points`` is 0).
+
+    A run gets at most one point per :data:`MIN_STEPS_PER_POINT` steps, and at least one, at its end:
+    ``min(points, max(1, total_steps // MIN_STEPS_PER_POINT))`` points at ``round(T (i + 1) / K)``.
 
     Args:
         total_steps: Steps of the whole run.
-        points: How many evaluation points.
+        points: How many evaluation points were asked for.
 
     Returns:
         Distinct steps in ``[1, total_steps]``, ascending.
     """
     if points <= 0 or total_steps <= 0:
         return []
+    points = min(points, max(1, total_steps // MIN_STEPS_PER_POINT))
     return sorted({max(1, round(total_steps * (i + 1) / points)) for i in range(points)})
 
 

@@ -18,12 +18,14 @@ DEMO = Path(__file__).resolve().parents[2] / "experiments" / "demo"
 
 def test_evaluation_steps_are_spread_and_end_at_the_last_step() -> None:
     assert evaluation_steps(150, 5) == [30, 60, 90, 120, 150]
-    assert evaluation_steps(4, 8) == [1, 2, 3, 4]  # more points than steps: each step once
+    # A short run gets one point per MIN_STEPS_PER_POINT steps at most, and always the last step.
+    assert evaluation_steps(4, 8) == [4] and evaluation_steps(6, 5) == [6]
+    assert evaluation_steps(25, 5) == [12, 25] and evaluation_steps(50, 5) == [10, 20, 30, 40, 50]
     assert evaluation_steps(100, 0) == [] and evaluation_steps(0, 3) == []
 
 
 def _fit(folder: Path, *extra: str) -> dict:
-    status = main(["fit", "-c", str(DEMO / "dann.yaml"), "--data.task", "Ph->Sk", "--trainer.max_steps", "4",
+    status = main(["fit", "-c", str(DEMO / "dann.yaml"), "--data.task", "Ph->Sk", "--trainer.max_steps", "20",
                    "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(folder), *extra])
     assert status == 0
     return json.loads((folder / "metrics.json").read_text())
@@ -34,7 +36,7 @@ def test_points_are_recorded_with_every_validator_and_the_oracle_apart(tmp_path:
     probed = _fit(tmp_path / "probed", "--model.evaluation_points", "2", "--model.evaluation_target_images", "40")
     assert plain["evaluation_points"] == []
     points = probed["evaluation_points"]
-    assert [p["step"] for p in points] == [2, 4]
+    assert [p["step"] for p in points] == [10, 20]
     for point in points:
         assert list(point["scores"]) == list(VALIDATOR_NAMES)
         # MixVal's inter probes need two pseudo-classes: undefined (NaN) only when every prediction is one class.
@@ -89,7 +91,7 @@ def test_points_under_ddp_are_scored_once_over_whole_splits(tmp_path: Path) -> N
 
     command = [sys.executable, "-m", "dabin", "fit", "-c", str(DEMO / "dann.yaml"), "--data.task", "Ph->Sk",
                "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-               "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--data.batch_size", "8",
+               "--trainer.max_steps", "20", "--trainer.limit_val_batches", "1", "--data.batch_size", "8",
                "--model.evaluation_points", "2", "--model.evaluation_target_images", "40",
                "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
@@ -97,7 +99,7 @@ def test_points_under_ddp_are_scored_once_over_whole_splits(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     points = metrics["evaluation_points"]
-    assert [p["step"] for p in points] == [1, 2] and metrics["batch"]["devices"] == 2
+    assert [p["step"] for p in points] == [10, 20] and metrics["batch"]["devices"] == 2
     assert metrics["test"]["Sketch"]["n"] == 90  # the whole target test split, each image once
     assert points[-1]["oracle"]["target_test_accuracy"] == pytest.approx(metrics["test"]["Sketch"]["accuracy"],
                                                                          abs=1e-4)
