@@ -131,9 +131,22 @@ class TransferDataModule(DomainDataModule):
             chosen[name] = self.splits[domain][0 if split == "train" else 1]
         return [self.loader(self.dataset(chosen[name], train=False)) for name in self.eval_names]
 
-    def target_dataloader(self) -> DataLoader:
-        """The target's train split, unlabelled use only, with the evaluation transform (e.g. for AdaBN)."""
-        return self.loader(self.dataset(self.splits[self.target_name][0], train=False))
+    def target_dataloader(self, shuffle_seed: int | None = None) -> DataLoader:
+        """The target's train split, unlabelled use only, with the evaluation transform (e.g. for AdaBN).
+
+        Never split among processes: every process that re-estimates statistics from it sees every
+        image, so all of them arrive at the same statistics.
+
+        Args:
+            shuffle_seed: None: file order (grouped by class). An int: shuffled by a generator
+                seeded with it, the same order in every run (estimates that average per-batch
+                statistics need batches that mix the classes).
+        """
+        dataset = self.dataset(self.splits[self.target_name][0], train=False)
+        if shuffle_seed is None:
+            return self.loader(dataset, sampler=SequentialSampler(dataset))
+        generator = torch.Generator().manual_seed(shuffle_seed)
+        return self.loader(dataset, sampler=RandomSampler(dataset, generator=generator))
 
     def probe_dataloaders(self, max_target_images: int | None = None) -> tuple[DataLoader, DataLoader, DataLoader]:
         """Whole-split loaders for an evaluation point: source val, target train (unlabelled), target test.

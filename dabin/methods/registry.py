@@ -7,7 +7,8 @@
 * ``adabn``: AdaBN (Li et al., "Revisiting Batch Normalization for Practical Domain Adaptation",
   ICLR workshop 2017 / Pattern Recognition 2018): trained as ``source_only``; before testing, the
   trainer re-estimates every normalization layer's statistics on the unlabelled target training
-  images (:func:`dabin.nn.recalibrate_norm_stats`, the DANN task's ``target_norm_stats``). Nothing
+  images (:func:`dabin.nn.recalibrate_norm_stats`: by default each layer's population statistics
+  over all of them, as the paper's Algorithm 1; the DANN task's ``target_norm_stats``). Nothing
   happens in the loss, so there is no loss module.
 * ``dann`` (:class:`DANNLoss`), ``cdan`` (:class:`CDANLoss`), ``cdan_e`` (:class:`CDANELoss`: CDAN
   with entropy conditioning), ``mcc`` (:class:`MCCLoss`), ``mdd`` (:class:`MDDLoss`), ``dan``

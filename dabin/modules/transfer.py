@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
 from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_method
-from dabin.nn import GateLrBase, NormName, add_domain_stats, check_norm, recalibrate_norm_stats, target_stats
+from dabin.nn import (NORM_STATS_ESTIMATES, GateLrBase, NormName, NormStatsEstimate, add_domain_stats, check_norm,
+                      recalibrate_norm_stats, target_stats)
 from dabin.modules.base import Batch, DomainModule
 from dabin.modules.schedules import dann_lr_factor, progress
 from dabin.record import EvaluationPoint
@@ -95,6 +96,11 @@ class TransferModule(DomainModule):
         lambda_max: Final value of DANN's ``λ`` (1 in the paper).
         target_norm_stats: Before testing, re-estimate the running statistics of every BatchNorm/BIN
             layer on the unlabelled target train split (AdaBN); uses no target label. Off in the paper.
+        norm_stats_estimate: How that re-estimation (and method ``adabn``'s) computes them
+            (:func:`dabin.nn.recalibrate_norm_stats`): ``population`` (the default, AdaBN's
+            Algorithm 1: each layer's mean and variance over every target train image, layer by
+            layer in eval mode) or ``shuffled_batch_average`` (the cumulative average of per-batch
+            statistics in train mode, over the split shuffled by the data module's ``seed``).
         method: A name of :data:`dabin.methods.METHODS` (its paper's defaults; DANN takes this
             module's ``hidden_dim``, ``dropout``, ``lambda_gamma``, ``lambda_max``), or a loss class
             with options (``--model.method CDANLoss --model.method.entropy true``). None: from
@@ -137,6 +143,7 @@ class TransferModule(DomainModule):
         lambda_gamma: float = 10.0,
         lambda_max: float = 1.0,
         target_norm_stats: bool = False,
+        norm_stats_estimate: NormStatsEstimate = "population",
         method: MethodName | MethodFactory | None = None,
         domain_stats: DomainStats = "joint",
         evaluation_points: int = 5,
@@ -178,6 +185,9 @@ class TransferModule(DomainModule):
         if domain_stats == "domain_specific" and target_norm_stats:
             raise DabinError("target_norm_stats re-estimates the statistics that domain_stats domain_specific already "
                              "keeps per domain; use one or the other")
+        if norm_stats_estimate not in NORM_STATS_ESTIMATES:
+            raise DabinError(f"unknown norm_stats_estimate {norm_stats_estimate!r}; expected one of "
+                             f"{', '.join(NORM_STATS_ESTIMATES)}")
         self.domain_stats = domain_stats
         if domain_stats == "domain_specific":
             add_domain_stats(self)  # every norm layer, the bottleneck's too
@@ -270,11 +280,20 @@ class TransferModule(DomainModule):
                 state["adaptation_loss.discriminator." + key[len("domain_classifier."):]] = value
 
     def on_test_start(self) -> None:
-        """With ``target_norm_stats`` or method ``adabn``, replace the norm layers' statistics by the target's."""
+        """With ``target_norm_stats`` or method ``adabn``, replace the norm layers' statistics by the target's.
+
+        They are estimated on the target train split as ``norm_stats_estimate`` says.
+        """
         datamodule = self.trainer.datamodule
         recalibrate = self.hparams.target_norm_stats or self.method_name == "adabn"
         if recalibrate and isinstance(datamodule, TransferDataModule):
-            recalibrate_norm_stats(self, (images for images, *_ in datamodule.target_dataloader()), self.device)
+            estimate = self.hparams.norm_stats_estimate
+            # Averaging per-batch statistics needs batches that mix the classes (the split is in
+            # file order, grouped by class); the population's statistics do not depend on order.
+            seed = datamodule.seed if estimate == "shuffled_batch_average" else None
+            loader = datamodule.target_dataloader(shuffle_seed=seed)
+            # One loader, iterated once per norm layer (population): its workers are started once.
+            recalibrate_norm_stats(self, lambda: (images for images, *_ in loader), self.device, estimate)
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Evaluate; with ``domain_specific`` statistics, the target's sets use the target's."""

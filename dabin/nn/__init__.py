@@ -8,17 +8,19 @@ from dabin.nn.convert import NORMS, NormName, check_norm, convert_layer, convert
 from dabin.nn.functional import batch_instance_norm
 from dabin.nn.gates import GATE_LR_BASES, GateClamp, GateLrBase, bin_param_groups, clamp_gates_, gate_parameters
 from dabin.nn.grl import GradientReversal, gradient_reversal
-from dabin.nn.recalibrate import recalibrate_norm_stats
+from dabin.nn.recalibrate import NORM_STATS_ESTIMATES, NormStatsEstimate, recalibrate_norm_stats
 from dabin.nn.sync import SyncBatchInstanceNorm, SyncNorm, convert_sync_norm, revert_sync_norm
 
 __all__ = [
     "NORMS",
+    "NORM_STATS_ESTIMATES",
     "BatchInstanceNorm1d",
     "BatchInstanceNorm2d",
     "BatchInstanceNorm3d",
     "GateClamp",
     "GradientReversal",
     "NormName",
+    "NormStatsEstimate",
     "SyncBatchInstanceNorm",
     "SyncNorm",
     "batch_instance_norm",

@@ -210,8 +210,16 @@ def bnm(inputs: ValidationInputs) -> float:
 
         \\text{score} = \\frac{1}{N_t} \\|A\\|_* = \\frac{1}{N_t} \\sum_k σ_k(A),
 
-    high when the predictions are both confident and diverse (the negative of the BNM loss, the
-    ``BNMValidator`` of Musgrave et al. 2022; :class:`dabin.methods.BNMLoss` is the training loss).
+    high when the predictions are both confident and diverse.
+
+    The divisor is ``N_t``, the paper's equation, and the score is that of ``pytorch-adapt``'s
+    ``BNMValidator`` (Musgrave et al. 2022; ``src/pytorch_adapt/validators/bnm_validator.py``:
+    ``SimpleLossValidator.compute_score`` returns ``-BNMLoss()(target_train["logits"])``, with
+    ``BNMLoss`` ``-torch.linalg.norm(softmax(x), "nuc") / x.shape[0]`` over all target logits at
+    once); the softmax is taken in float64 here. The training loss
+    :class:`dabin.methods.BNMLoss` divides by ``min(B_t, C)`` by default (the authors' code); the
+    divisor is the same for every model scored on the same target split, so it does not change
+    which model ranks first.
 
     Reference: S. Cui, S. Wang, J. Zhuo, L. Li, Q. Huang, Q. Tian, "Towards Discriminability and
     Diversity: Batch Nuclear-norm Maximization under Label Insufficient Situations", CVPR 2020.
@@ -226,15 +234,32 @@ def bnm(inputs: ValidationInputs) -> float:
     return (torch.linalg.svdvals(probs).sum() / probs.shape[0]).item()
 
 
-#: Added to Var(w) in DEV's control-variate coefficient (``pytorch-adapt``'s ``get_dev_risk``).
+#: ``ε`` added to ``Var(w)`` in DEV's control-variate coefficient ``η``: dabin's guard against
+#: (nearly) constant weights; the authors' ``get_dev_risk`` has none (see :func:`dev`).
 _DEV_VAR_EPS = 1e-6
 
 
 def _dev_risk(weights: np.ndarray, losses: np.ndarray) -> float:
     """DEV's control-variate estimate of the target risk from importance weights and source losses.
 
-    ``η = −Cov(wL, w) / (Var(w) + 10⁻⁶)`` (unbiased sample (co)variances),
-    ``risk = mean(wL) + η mean(w) − η``.
+    With ``w_i`` the importance weights and ``ℓ_i`` the losses of the ``N`` source validation
+    samples, and ``L_i = w_i ℓ_i`` the weighted losses (the paper's ``L``):
+
+    .. math::
+
+        η = -\\frac{\\widehat{\\mathrm{Cov}}(L, w)}{\\widehat{\\mathrm{Var}}(w) + ε}, \\qquad
+        \\text{risk} = \\bar L + η\\,\\bar w - η,
+
+    with unbiased (``N − 1``) sample (co)variances and ``ε`` = :data:`_DEV_VAR_EPS`. The weights
+    are used as given (not normalized). At ``ε = 0`` this is the authors' ``get_dev_risk``
+    (``thuml/Deep-Embedded-Validation``, ``dev.py``) term for term.
+
+    Args:
+        weights: ``w``, shape ``(N,)``.
+        losses: ``ℓ``, shape ``(N,)``.
+
+    Returns:
+        The risk; not finite where the weights are not.
     """
     weighted = weights * losses
     eta = -float(np.cov(weighted, weights, ddof=1)[0, 1]) / (float(np.var(weights, ddof=1)) + _DEV_VAR_EPS)
@@ -252,17 +277,44 @@ def dev(inputs: ValidationInputs, *, n_splits: int = 5, c: float = 1.0, random_s
        .. math:: w_i = \\frac{N_s}{N_t} \\cdot \\frac{p(\\text{target} \\mid f_i)}{p(\\text{source} \\mid f_i)}
                  \\approx \\frac{p_t(f_i)}{p_s(f_i)}.
 
-    3. With ``L_i`` the per-sample cross-entropy of the model on source validation sample ``i``,
-       the control variate ``w`` (whose mean is 1 in expectation) lowers the estimator's variance:
+    3. With ``ℓ_i`` the per-sample cross-entropy of the model on source validation sample ``i``
+       and ``L_i = w_i ℓ_i`` the weighted loss, the control variate ``w`` (whose mean is 1 in
+       expectation) lowers the estimator's variance (:func:`_dev_risk`):
 
        .. math::
 
-          η = -\\frac{\\widehat{\\mathrm{Cov}}(wL, w)}{\\widehat{\\mathrm{Var}}(w) + 10^{-6}}, \\qquad
-          \\text{risk} = \\overline{wL} + η\\,\\bar w - η, \\qquad \\text{score} = -\\text{risk}.
+          η = -\\frac{\\widehat{\\mathrm{Cov}}(L, w)}{\\widehat{\\mathrm{Var}}(w) + 10^{-6}}, \\qquad
+          \\text{risk} = \\bar L + η\\,\\bar w - η, \\qquad \\text{score} = -\\text{risk}.
 
-    Choices (the paper trains the domain classifier on source *training* features against target
-    features, its code picking the regularization on a held-out 20 %, and computes the weights on
-    the separate source validation features; only source validation features are given here):
+    The references' risk computations, side by side:
+
+    * The authors' ``get_dev_risk`` (``thuml/Deep-Embedded-Validation``, ``dev.py``):
+      ``weighted_error = weight * error``; ``cov = np.cov(np.concatenate((weighted_error,
+      weight), axis=1), rowvar=False)[0][1]``; ``var_w = np.var(weight, ddof=1)``;
+      ``eta = - cov / var_w``; ``return np.mean(weighted_error) + eta * np.mean(weight) - eta``.
+      No epsilon, no weight normalization, ``L`` the weighted error; its weights are
+      ``get_weight``'s ``domain_out[:,:1] / domain_out[:,1:] * N_s / N_t`` (label 1 = source,
+      so column 0 is ``p(target | f)``), the ratio above.
+    * ``pytorch-adapt`` (``src/pytorch_adapt/validators/deep_embedded_validator.py``,
+      ``get_dev_risk``): the same lines, after ``normalize_weights(weight, normalization)``:
+      ``None`` (``DeepEmbeddedValidator``'s default) leaves the weights as they are, ``"max"``
+      divides by their maximum and shifts them to mean 1, ``"standardize"`` gives
+      ``(w − w̄) / std(w) + 1``; ``compute_score`` returns ``-risk``. It had
+      ``eta = -cov / (var_w + 1e-6)`` from v0.0.9 until before v0.0.70 (commit 309a5be3,
+      "Remove 1e-6 factor in DEV"), not since.
+    * dabin: the authors' lines with ``10⁻⁶`` added to ``Var(w)`` (:data:`_DEV_VAR_EPS`), i.e.
+      the older ``pytorch-adapt`` formula, and no weight normalization (``pytorch-adapt``'s
+      default). The term is dabin's guard: when the classifier cannot tell the domains apart
+      the weights are 1 up to its solver's tolerance, the slope ``η`` of ``L`` on such nearly
+      constant weights is noise (and ``0 / 0`` for exactly constant ones, where the authors'
+      code returns NaN); it turns the correction off where ``Var(w) ≪ 10⁻⁶`` (the risk is then
+      ``mean(L) ≈ mean(ℓ)``) and otherwise scales the authors' ``η`` by
+      ``Var(w) / (Var(w) + 10⁻⁶)``.
+
+    Other choices (the paper trains the domain classifier on source *training* features against
+    target features, its code picking the regularization on a held-out 20 %, and computes the
+    weights on the separate source validation features; only source validation features are
+    given here):
 
     * The domain classifier is scikit-learn's ``LogisticRegression`` (``C = c``, L2, lbfgs) on
       standardized features (``StandardScaler`` fitted on its training part), not the reference
@@ -274,15 +326,12 @@ def dev(inputs: ValidationInputs, *, n_splits: int = 5, c: float = 1.0, random_s
       from the classifier trained on the other folds, which matches the code's 80/20 split at
       ``n_splits = 5`` while every sample gets a weight. ``N_s/N_t`` is taken as the source/target
       counts of that classifier's training folds (the class prior it learned; equal to ``N_s/N_t``
-      up to rounding).
-    * ``10⁻⁶`` is added to ``Var(w)`` (as ``pytorch-adapt`` does): when the classifier cannot tell
-      the domains apart the weights are 1 up to its solver's tolerance, and the slope ``η`` of
-      ``wL`` on such nearly constant weights would be noise; the term turns the correction off
-      there (the risk is then ``mean(wL) ≈ mean(L)``) and is negligible otherwise.
-    * ``L_i`` is the cross-entropy (``pytorch-adapt``'s choice; the reference code's example is the
-      0/1 error). The weights are not clipped, as in the paper: where the classifier separates the
-      domains perfectly they overflow, the risk is not finite and the score is ``−inf`` (the
-      worst), as is any non-finite risk.
+      up to rounding; the authors' code uses all of ``N_s`` and ``N_t``).
+    * ``ℓ_i`` is the cross-entropy (``pytorch-adapt``'s default ``error_fn``; the authors'
+      docstring's example, and ``pytorch-adapt``'s ``dev_binary_fn``, is the 0/1 error). The
+      weights are not clipped, as in the paper: where the classifier separates the domains
+      perfectly they overflow, the risk is not finite and the score is ``−inf`` (the worst), as
+      is any non-finite risk.
 
     Reference: K. You, X. Wang, M. Long, M. I. Jordan, "Towards Accurate Model Selection in Deep
     Unsupervised Domain Adaptation", ICML 2019 (code: ``thuml/Deep-Embedded-Validation``).
