@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["domain_code", "domain_key", "unique_codes"]
+__all__ = ["domain_code", "domain_key", "format_task", "unique_codes"]
 
 # Word boundaries: separators, and lower->upper case changes ("RealWorld" is two words).
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
@@ -43,6 +43,11 @@ def domain_code(name: str) -> str:
         return name[:2]
     letters = words[0][0] + words[1][0] if len(words) > 1 else words[0][:2]
     return letters[:1].upper() + letters[1:].lower()
+
+
+def format_task(source: str, target: str) -> str:
+    """A transfer task as results, reports and progress lines write it: ``Ar→Cl`` (domain codes)."""
+    return f"{domain_code(source)}→{domain_code(target)}"
 
 
 def unique_codes(names: list[str]) -> list[str]:

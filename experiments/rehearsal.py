@@ -54,7 +54,8 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from dabin.report.paper import PAPER_TABLE3, PAPER_TABLE4  # noqa: E402
-from dabin.sweep.spec import format_task, load_spec, narrow  # noqa: E402
+from dabin.sweep.spec import load_spec, narrow  # noqa: E402
+from datamodules.naming import format_task  # noqa: E402
 from dabin.testing.officehome import make_officehome_replica  # noqa: E402
 from dabin.testing.weights import write_published_weights  # noqa: E402
 from datamodules.naming import domain_key  # noqa: E402

@@ -16,7 +16,7 @@ they train at the heads' learning rate. Source-only is "no adaptation loss".
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -59,6 +59,23 @@ class AdaptationLoss(nn.Module):
     #: classifier a pass over the target batch, and its dropout draws stay those of source-only.
     uses_target_logits: ClassVar[bool] = True
 
+    #: This class's name in :data:`dabin.methods.METHODS`, given where the class is defined
+    #: (``class DANNLoss(AdaptationLoss, name="dann")``); None for a method of one's own. A subclass
+    #: does not inherit it: it is another method, unless it names itself.
+    registry_name: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+        """Give a subclass its :attr:`registry_name`.
+
+        Args:
+            name: The method's name in :data:`dabin.methods.METHODS`, which checks that it lists the
+                class under it (a checkpoint rebuilds the method by this name), so only for the
+                methods it lists; None, the default, for a method of one's own.
+            **kwargs: For the other classes' ``__init_subclass__``.
+        """
+        super().__init_subclass__(**kwargs)
+        cls.registry_name = name
+
     def __init__(self, features_dim: int, num_classes: int) -> None:
         super().__init__()
         self.features_dim = features_dim
@@ -66,13 +83,9 @@ class AdaptationLoss(nn.Module):
 
     @property
     def method_name(self) -> str:
-        """The name runs record: the registry's name of this class, else its class path."""
-        from dabin.methods.registry import METHODS  # the registry imports every method module
-
-        for name, cls in METHODS.items():
-            if cls is type(self):
-                return name
-        return f"{type(self).__module__}.{type(self).__qualname__}"
+        """The name runs record: :attr:`registry_name`, else the class path."""
+        cls = type(self)
+        return cls.registry_name if cls.registry_name is not None else f"{cls.__module__}.{cls.__qualname__}"
 
     def forward(self, outputs: StepOutputs) -> tuple[Tensor, dict[str, Tensor | float]]:
         """The adaptation loss of one step and what to log."""

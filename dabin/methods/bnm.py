@@ -18,7 +18,7 @@ __all__ = ["BNMLoss", "BNMNormalize"]
 BNMNormalize = Literal["mean_singular_value", "batch_size"]
 
 
-class BNMLoss(AdaptationLoss):
+class BNMLoss(AdaptationLoss, name="bnm"):
     """Batch nuclear-norm maximization on the target batch; no parameters.
 
     With ``A = softmax(g_t)`` the ``(B_t, C)`` target prediction matrix and ``σ_k(A)``,

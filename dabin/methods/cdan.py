@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dabin.errors import DabinError
+from dabin.methods.adversarial import check_schedule, domain_labels, grl_lambda, mlp_head
 from dabin.methods.base import AdaptationLoss, StepOutputs
-from dabin.methods.dann import _check_schedule, domain_labels, grl_lambda, mlp_head
 from dabin.nn.grl import gradient_reversal
 
 __all__ = ["CDANELoss", "CDANLoss", "entropy_weights"]
@@ -28,7 +28,7 @@ def entropy_weights(probs: Tensor) -> Tensor:
     return 1.0 + torch.exp(-torch.special.entr(probs).sum(1))
 
 
-class CDANLoss(AdaptationLoss):
+class CDANLoss(AdaptationLoss, name="cdan"):
     """Conditional domain-adversarial loss (CDAN; with ``entropy=True``, CDAN+E).
 
     The discriminator ``h`` (``in → hidden → 2``, ReLU and dropout between: the DANN task's domain
@@ -94,7 +94,7 @@ class CDANLoss(AdaptationLoss):
                  lambda_gamma: float = 10.0, lambda_max: float = 1.0, entropy: bool = False,
                  randomized_dim_threshold: int = 4096, randomized_dim: int = 1024, seed: int = 0) -> None:
         super().__init__(features_dim, num_classes)
-        _check_schedule(lambda_gamma, lambda_max)
+        check_schedule(lambda_gamma, lambda_max)
         if randomized_dim < 1:
             raise DabinError(f"randomized_dim must be positive, got {randomized_dim}")
         self.lambda_gamma = lambda_gamma
@@ -147,7 +147,7 @@ class CDANLoss(AdaptationLoss):
         return loss, {"domain_acc": accuracy, "lambda": lam}
 
 
-class CDANELoss(CDANLoss):
+class CDANELoss(CDANLoss, name="cdan_e"):
     """CDAN+E: :class:`CDANLoss` with entropy conditioning on by default (see there for the maths).
 
     Args:

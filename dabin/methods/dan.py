@@ -13,7 +13,7 @@ from dabin.methods.base import AdaptationLoss, StepOutputs
 __all__ = ["DANLoss"]
 
 
-class DANLoss(AdaptationLoss):
+class DANLoss(AdaptationLoss, name="dan"):
     """Multi-kernel MMD² between source and target features (no parameters, no gradient reversal).
 
     With ``X = [f_s; f_t]`` the ``(n, D)`` features (``n = B_s + B_t``), ``δ_ij = ‖x_i − x_j‖²``,

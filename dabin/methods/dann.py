@@ -1,80 +1,24 @@
 """DANN (Ganin et al., JMLR 2016) as an adaptation loss: a domain discriminator behind gradient reversal.
 
-Also home of the two pieces the adversarial methods share: the two-layer head of the DANN task
-(:func:`mlp_head`) and the reversal coefficient ``λ_p`` as a function of the training progress
-(:func:`grl_lambda`).
+The pieces the adversarial methods share (the head :func:`~dabin.methods.adversarial.mlp_head`, the
+schedule :func:`~dabin.methods.adversarial.grl_lambda`) are in :mod:`dabin.methods.adversarial`;
+this module still hands those two on under their earlier address.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from dabin.errors import DabinError
+from dabin.methods.adversarial import check_schedule, domain_labels, grl_lambda, mlp_head
 from dabin.methods.base import AdaptationLoss, StepOutputs
 from dabin.nn.grl import gradient_reversal
 
 __all__ = ["DANNLoss", "grl_lambda", "mlp_head"]
 
 
-def mlp_head(in_features: int, hidden: int, out_features: int, dropout: float) -> nn.Sequential:
-    """``Linear(in, hidden) → ReLU → Dropout → Linear(hidden, out)``.
-
-    The architecture of the label predictor and the domain classifier of :class:`dabin.modules.TransferModule`
-    (its ``_mlp``), so the methods' heads match the task's and results stay comparable.
-
-    Args:
-        in_features: Input width.
-        hidden: Hidden width.
-        out_features: Output width (2 for a domain discriminator, ``C`` for a classifier head).
-        dropout: Dropout probability of the hidden layer, in [0, 1).
-
-    Returns:
-        The head, mapping ``(B, in_features)`` to ``(B, out_features)``.
-    """
-    if not 0.0 <= dropout < 1.0:
-        raise DabinError(f"dropout must be in [0, 1), got {dropout}")
-    if hidden < 1:
-        raise DabinError(f"hidden width must be positive, got {hidden}")
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Linear(hidden, out_features))
-
-
-def grl_lambda(progress: float, gamma: float, max_value: float) -> float:
-    """Reversal coefficient ``λ_p = max_value · (2 / (1 + exp(−γ p)) − 1)`` at training progress ``p``.
-
-    :func:`dabin.modules.schedules.dann_lambda`, imported when first called: ``dabin.modules`` imports
-    the Lightning tasks on package import, and a task that imports ``dabin.methods`` must not find
-    this package half-initialized.
-
-    Args:
-        progress: ``p`` in [0, 1] (:attr:`StepOutputs.progress`).
-        gamma: ``γ`` of the schedule.
-        max_value: Final value of ``λ``.
-
-    Returns:
-        ``λ_p`` (0 at ``p = 0``).
-    """
-    from dabin.modules.schedules import dann_lambda
-
-    return dann_lambda(progress, gamma, max_value)
-
-
-def _check_schedule(lambda_gamma: float, lambda_max: float) -> None:
-    if lambda_gamma < 0:
-        raise DabinError(f"lambda_gamma must be non-negative, got {lambda_gamma}")
-    if lambda_max < 0:
-        raise DabinError(f"lambda_max must be non-negative, got {lambda_max}")
-
-
-def domain_labels(n_source: int, n_target: int, device: torch.device) -> Tensor:
-    """``(n_source + n_target,)`` domain labels: 0 for source, 1 for target (the DANN task's)."""
-    return torch.cat([torch.zeros(n_source, dtype=torch.long, device=device),
-                      torch.ones(n_target, dtype=torch.long, device=device)])
-
-
-class DANNLoss(AdaptationLoss):
+class DANNLoss(AdaptationLoss, name="dann"):
     """Domain-adversarial loss of DANN: a domain classifier on reversed features.
 
     With ``f = [f_s; f_t]`` the ``(B_s + B_t, D)`` features, ``d_i`` their domain labels (0 source,
@@ -111,7 +55,7 @@ class DANNLoss(AdaptationLoss):
     def __init__(self, features_dim: int, num_classes: int, *, hidden_dim: int = 1024, dropout: float = 0.5,
                  lambda_gamma: float = 10.0, lambda_max: float = 1.0) -> None:
         super().__init__(features_dim, num_classes)
-        _check_schedule(lambda_gamma, lambda_max)
+        check_schedule(lambda_gamma, lambda_max)
         self.lambda_gamma = lambda_gamma
         self.lambda_max = lambda_max
         self.discriminator = mlp_head(features_dim, hidden_dim, 2, dropout)

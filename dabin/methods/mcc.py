@@ -12,7 +12,7 @@ from dabin.methods.base import AdaptationLoss, StepOutputs
 __all__ = ["MCCLoss"]
 
 
-class MCCLoss(AdaptationLoss):
+class MCCLoss(AdaptationLoss, name="mcc"):
     """Minimum Class Confusion on the target batch; no parameters.
 
     With ``g_t`` the ``(B, C)`` target logits and ``T`` the temperature:

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dabin.errors import DabinError
+from dabin.methods.adversarial import check_schedule, grl_lambda, mlp_head
 from dabin.methods.base import AdaptationLoss, StepOutputs
-from dabin.methods.dann import _check_schedule, grl_lambda, mlp_head
 from dabin.nn.grl import gradient_reversal
 
 __all__ = ["MDDLoss", "log_one_minus_softmax"]
@@ -31,7 +31,7 @@ def log_one_minus_softmax(logits: Tensor, labels: Tensor) -> Tensor:
     return torch.logsumexp(others, dim=1) - torch.logsumexp(logits, dim=1)
 
 
-class MDDLoss(AdaptationLoss):
+class MDDLoss(AdaptationLoss, name="mdd"):
     """Margin disparity discrepancy (the classification form of MDD, with the paper's log-loss surrogate).
 
     An adversarial head ``h'`` (``D → hidden → C``, ReLU and dropout between: the DANN task's label
@@ -82,7 +82,7 @@ class MDDLoss(AdaptationLoss):
     def __init__(self, features_dim: int, num_classes: int, *, hidden_dim: int = 1024, dropout: float = 0.5,
                  margin: float = 4.0, lambda_gamma: float = 10.0, lambda_max: float = 0.1) -> None:
         super().__init__(features_dim, num_classes)
-        _check_schedule(lambda_gamma, lambda_max)
+        check_schedule(lambda_gamma, lambda_max)
         if num_classes < 2:
             raise DabinError(f"MDD needs at least 2 classes, got {num_classes}")
         if margin < 0:

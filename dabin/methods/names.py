@@ -1,11 +1,19 @@
-"""The transfer methods' names, torch-free: what a sweep spec and ``--model.method`` accept.
+"""The methods' names, torch-free: what a sweep spec, a run record and ``--model.method`` accept.
 
 The registry (:data:`dabin.methods.METHODS`) maps exactly these names to their loss modules.
 """
 
 from __future__ import annotations
 
-__all__ = ["TRANSFER_METHODS"]
+from typing import Literal
+
+__all__ = ["RUN_KINDS", "TRANSFER_METHODS", "RunKind"]
 
 #: In the order tables show them: the baseline first, then DANN (the paper's), then the others.
 TRANSFER_METHODS: tuple[str, ...] = ("source_only", "dann", "adabn", "cdan", "cdan_e", "mcc", "mdd", "dan", "bnm")
+
+#: What a run of a method is: ``transfer`` (source -> target, Table 4) or ``mixed`` (every domain at
+#: once, held-out folds, Table 3).
+RunKind = Literal["transfer", "mixed"]
+#: Every method a sweep can run, with its kind.
+RUN_KINDS: dict[str, RunKind] = {**dict.fromkeys(TRANSFER_METHODS, "transfer"), "mixed": "mixed"}

@@ -13,6 +13,11 @@
 * ``dann`` (:class:`DANNLoss`), ``cdan`` (:class:`CDANLoss`), ``cdan_e`` (:class:`CDANELoss`: CDAN
   with entropy conditioning), ``mcc`` (:class:`MCCLoss`), ``mdd`` (:class:`MDDLoss`), ``dan``
   (:class:`DANLoss`), ``bnm`` (:class:`BNMLoss`).
+
+Each class names itself where it is defined (``class DANNLoss(AdaptationLoss, name="dann")``: its
+:attr:`~dabin.methods.base.AdaptationLoss.registry_name`), so a run records a loss by the name that
+rebuilds it without asking the registry, and the registry is the only module that knows them all;
+it checks on import that every line's class names itself so.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ METHODS: dict[str, type[AdaptationLoss] | None] = {
 
 if tuple(METHODS) != TRANSFER_METHODS:  # pragma: no cover - a registry line without its name, or the reverse
     raise ImportError(f"dabin.methods.names.TRANSFER_METHODS {TRANSFER_METHODS} and the registry {tuple(METHODS)} differ")
+_misnamed = [f"{name}: {cls.__qualname__}(name={cls.registry_name!r})" for name, cls in METHODS.items()
+             if cls is not None and cls.registry_name != name]
+if _misnamed:  # pragma: no cover - a class named otherwise than its registry line
+    raise ImportError(f"registry lines whose class names itself otherwise: {'; '.join(_misnamed)}")
 
 
 def method_names() -> tuple[str, ...]:

@@ -35,8 +35,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dabin.io import WriteError, atomic_open
+from dabin.models.architecture import ResNet18
+from dabin.nn import norm_layer
 from datamodules.cache import default_cache_dir
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -107,7 +110,6 @@ def pretrain(recipe: PretrainRecipe = RECIPE, seed: int = 0) -> tuple[dict[str, 
         measured (held-out accuracy in %, seconds, the recipe).
     """
     from datamodules.fontdigits import render_font_digits  # rendering needs matplotlib's fonts
-    from dabin.models.resnet import resnet18
 
     started = time.monotonic()
     images, labels = render_font_digits(recipe.images + recipe.held_out, seed)
@@ -118,7 +120,9 @@ def pretrain(recipe: PretrainRecipe = RECIPE, seed: int = 0) -> tuple[dict[str, 
     generator = torch.Generator().manual_seed(seed)
     with _threads(recipe.threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = resnet18(norm="bn", num_classes=10, **EMBEDDED_ARCH)  # type: ignore[arg-type]
+        # What resnet18(norm="bn", num_classes=10, **EMBEDDED_ARCH) builds, with the same draws.
+        model = ResNet18(norm=norm_layer("bn"), **EMBEDDED_ARCH)  # type: ignore[arg-type]
+        model.fc = nn.Linear(model.num_features, 10)
         optimizer = torch.optim.SGD(model.parameters(), lr=recipe.max_lr, momentum=0.9, nesterov=True,
                                     weight_decay=recipe.weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr, total_steps=recipe.steps,

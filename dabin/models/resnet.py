@@ -1,18 +1,23 @@
-"""ResNet-18 with an injected normalization (BN, IN, BN+IN or BIN) and flexible weight loading."""
+"""ResNet-18 with an injected normalization (BN, IN, BN+IN or BIN) and flexible weight loading.
+
+The network itself is :class:`dabin.models.architecture.ResNet18`; this module builds it and loads
+weights into it: a torchvision name, a file, or ``embedded``, which :mod:`dabin.models.pretrained`
+makes (by pretraining that architecture) on first use.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet, get_model_weights
-from torchvision.models.resnet import BasicBlock
 
 from dabin.errors import DabinError
-from dabin.models.pretrained import EMBEDDED_WEIGHTS
+from dabin.models.architecture import ResNet18
+from dabin.models.pretrained import EMBEDDED_WEIGHTS, embedded_weights
 from dabin.nn import NormName, check_norm, norm_layer
 
 __all__ = ["WeightsArg", "is_weights_file", "load_weights", "resnet18"]
@@ -22,38 +27,6 @@ _ARCH_NAMES = {"resnet18": "ResNet-18"}
 
 #: ``None`` (random init), a torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``), ``"embedded"`` or a file.
 WeightsArg = str | os.PathLike[str] | None
-
-
-class _ResNet18(ResNet):
-    """torchvision's ResNet-18 (same modules, names and ``forward``) with a settable stem width.
-
-    ``width=64`` is exactly ``torchvision.models.resnet18``; narrower widths scale every stage
-    (w, 2w, 4w, 8w) for quick CPU experiments. ``small_input`` swaps the ImageNet stem (7×7/2 conv
-    + max-pool) for a 3×3/1 conv without pooling, so 32-px images do not shrink to 1×1 maps.
-    """
-
-    def __init__(self, width: int, small_input: bool, norm: Callable[[int], nn.Module]) -> None:
-        nn.Module.__init__(self)  # ResNet.__init__ hard-codes the widths; _make_layer/forward are reused
-        self._norm_layer = norm
-        self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
-        if small_input:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
-            self.maxpool: nn.Module = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.bn1 = norm(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(BasicBlock, width, 2)
-        self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
-        self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
-        self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = 8 * width
-        self.fc: nn.Module = nn.Linear(self.num_features, 1000)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
 
 def resnet18(
@@ -92,7 +65,7 @@ def resnet18(
         raise DabinError(f"width must be a positive number of channels, got {width}")
     if num_classes < 0:
         raise DabinError(f"num_classes must be >= 0 (0 = features only), got {num_classes}")
-    model = _ResNet18(width, small_input, norm_layer(norm))
+    model = ResNet18(width, small_input, norm_layer(norm))
     if weights is not None:
         if width != 64 and not is_weights_file(weights) and os.fspath(weights) != EMBEDDED_WEIGHTS:
             raise DabinError(f"torchvision's weights need width 64, got width={width} with weights={str(weights)!r}")
@@ -166,9 +139,7 @@ def is_weights_file(weights: str | os.PathLike[str]) -> bool:
 def _read_state_dict(weights: str | os.PathLike[str], arch: str = "resnet18") -> Mapping[str, Tensor]:
     text = os.fspath(weights)
     if text == EMBEDDED_WEIGHTS:
-        from dabin.models.pretrained import embedded_weights  # made on first use (about a minute)
-
-        weights = text = os.fspath(embedded_weights())
+        weights = text = os.fspath(embedded_weights())  # made on first use (about a minute)
     path = Path(text).expanduser()
     if is_weights_file(weights):
         if not path.is_file():

@@ -3,7 +3,8 @@ and what every run writes.
 
 ("Task" means a source→target pair everywhere in dabin; these are modules. The package was
 ``dabin.tasks`` and the transfer module ``DANN``: :mod:`dabin.tasks` re-exports these names, so
-configs and checkpoints that name ``dabin.tasks.DANN`` still work.)
+configs and checkpoints that name ``dabin.tasks.DANN`` still work; it is deprecated, warns when
+imported, and will be removed.)
 """
 
 from dabin.modules.base import DomainModule, NonFiniteLossError
@@ -11,7 +12,7 @@ from dabin.modules.transfer import DANN, TransferModule
 from dabin.modules.mixed import MixedDomainClassifier
 from dabin.modules.outputs import MODEL_SELECTION, RunSummary
 from dabin.modules.progress import PlainProgress, progress_callback
-from dabin.modules.schedules import dann_lambda, dann_lr_factor, progress, step_decay_factor
+from dabin.schedules import dann_lambda, dann_lr_factor, progress, step_decay_factor
 
 __all__ = [
     "DANN",

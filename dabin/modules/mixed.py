@@ -18,7 +18,7 @@ from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
 from dabin.nn import GateLrBase, NormName, check_norm
 from dabin.modules.base import Batch, DomainModule
-from dabin.modules.schedules import step_decay_factor
+from dabin.schedules import step_decay_factor
 
 __all__ = ["MixedDomainClassifier"]
 

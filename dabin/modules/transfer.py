@@ -38,7 +38,7 @@ from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_m
 from dabin.nn import (NORM_STATS_ESTIMATES, GateLrBase, NormName, NormStatsEstimate, add_domain_stats, check_norm,
                       recalibrate_norm_stats, target_stats)
 from dabin.modules.base import Batch, DomainModule
-from dabin.modules.schedules import dann_lr_factor, progress
+from dabin.schedules import dann_lr_factor, progress
 from dabin.record import EvaluationPoint
 from dabin.selection.probe import evaluation_steps, probe
 from datamodules import TransferDataModule

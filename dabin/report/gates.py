@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dabin.report.inputs import Run, Sweep
-from dabin.record import GATES
+from dabin.record import GATES, Run
+from dabin.report.inputs import Sweep
 
 __all__ = ["GATES_FILE", "GatePool", "gate_histogram_png", "pool_gates", "stage_summary"]
 

@@ -16,12 +16,12 @@ the settings that failed as models:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
-from dabin.report.inputs import Run
+from dabin.record import Run
+from dabin.report.pivot import group_by
 from dabin.report.selection import Candidate
 
 __all__ = ["COLLAPSE_SHARE", "Optimum", "optimum_csv", "setting_optima"]
@@ -95,34 +95,38 @@ def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candid
     Returns:
         One optimum per (method, norm, task) with a finished setting, in the order first seen.
     """
-    lasts: dict[tuple[str, str, str], dict[str, list[Candidate]]] = collections.defaultdict(
-        lambda: collections.defaultdict(list))
-    failed: dict[tuple[str, str, str], set[str]] = collections.defaultdict(set)
-    for run in runs:
-        if not run.transfer or not run.hparams:
-            continue
-        group = run.method, run.norm, run.task
-        last = next((c for c in reversed(candidates.get(run.key, ())) if c.last), None)
-        if last is not None:
-            lasts[group][run.hparams].append(last)
-        elif run.status == "failed" and any(text in run.reason for text in _NONFINITE):
-            failed[group].add(run.hparams)
+    def group(run: Run) -> tuple[str, str, str]:
+        return run.method, run.norm, run.task
+
+    def last(run: Run) -> Candidate | None:
+        return next((c for c in reversed(candidates.get(run.key, ())) if c.last), None)
+
+    swept = [run for run in runs if run.transfer and run.hparams]
+    ended = [(run, point) for run in swept if (point := last(run)) is not None]
+    # (method, norm, task) -> setting -> the last checkpoints of its seeds.
+    lasts = {key: {setting: [point for _, point in mine]
+                   for setting, mine in group_by(items, lambda item: item[0].hparams).items()}
+             for key, items in group_by(ended, lambda item: group(item[0])).items()}
+    broken = [run for run in swept if last(run) is None and run.status == "failed"
+              and any(text in run.reason for text in _NONFINITE)]
+    failed = {key: {run.hparams for run in mine} for key, mine in group_by(broken, group).items()}
     optima = []
-    for group, settings in lasts.items():
+    for key, settings in lasts.items():
+        diverged_runs = failed.get(key, set())
         mean = {h: sum(c.accuracy for c in points) / len(points) for h, points in settings.items()
-                if h not in failed[group]}
+                if h not in diverged_runs}
         if not mean:
             continue
         best = max(mean, key=lambda h: (mean[h], h))
-        parsed = {h: _setting(h) for h in (*settings, *failed[group])}
+        parsed = {h: _setting(h) for h in (*settings, *diverged_runs)}
         position = {key: _position(value, [p[key] for p in parsed.values() if key in p])
                     for key, value in parsed[best].items()}
-        diverged = failed[group] | {h for h, points in settings.items()
+        diverged = diverged_runs | {h for h, points in settings.items()
                                     if any(all(not math.isfinite(v) for v in c.scores.values()) for c in points)}
         shares = {h: [c.max_class_share for c in points if c.max_class_share is not None]
                   for h, points in settings.items() if h not in diverged}
         collapsed = sum(bool(s) and sum(s) / len(s) >= COLLAPSE_SHARE for s in shares.values())
-        method, norm, task = group
+        method, norm, task = key
         optima.append(Optimum(method=method, norm=norm, task=task, best=parsed[best], accuracy=mean[best],
                               position=position, settings=len(parsed), diverged=len(diverged), collapsed=collapsed))
     return optima

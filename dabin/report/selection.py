@@ -31,16 +31,15 @@ equal, has no correlation and is left out of the mean (the count says how many w
 
 from __future__ import annotations
 
-import collections
-import csv
 import dataclasses
-import io
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from dabin.errors import DabinError
-from dabin.report.inputs import Run, Sweep
+from dabin.record import Run, TestResult
+from dabin.report.inputs import Sweep
+from dabin.report.pivot import group_by
 from dabin.selection.mixval import RANK_COMBINED, rank_average
 from dabin.selection.validators import VALIDATOR_NAMES
 
@@ -53,14 +52,11 @@ __all__ = [
     "Selection",
     "SelectionReport",
     "SelectionTable",
-    "correlation_csv",
     "headline_rule",
-    "candidates_csv",
     "headline_runs",
     "load_candidates",
     "pick",
-    "score_plot_png",
-    "selection_csv",
+    "recorded_validators",
     "selection_report",
     "selection_tables",
     "validator_correlations",
@@ -158,14 +154,10 @@ def _pool(candidates: Mapping[str, Sequence[Candidate]], scope: str) -> list[lis
     """The pools a rule picks from in one scope (a run's points; a group's last points; all of a group's)."""
     if scope == "checkpoints":
         return [list(points) for points in candidates.values()]
-    groups: dict[tuple[str, str, str, str, int], list[Candidate]] = collections.defaultdict(list)
-    for points in candidates.values():
-        last = _last_point(points)
-        if scope == "settings" and last is not None:
-            groups[_group_key(last.run)].append(last)
-        elif scope == "both":
-            groups[_group_key(points[0].run)] += points
-    return [pool for pool in groups.values() if pool]
+    if scope == "settings":
+        lasts = [last for points in candidates.values() if (last := _last_point(points)) is not None]
+        return list(group_by(lasts, lambda c: _group_key(c.run)).values())
+    return list(group_by([c for points in candidates.values() for c in points], lambda c: _group_key(c.run)).values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +215,8 @@ def _share(picks: Sequence[Candidate]) -> float | None:
     return _mean(shares) if len(shares) == len(picks) else None
 
 
-def _validators(candidates: Mapping[str, Sequence[Candidate]]) -> tuple[str, ...]:
+def recorded_validators(candidates: Mapping[str, Sequence[Candidate]]) -> tuple[str, ...]:
+    """The validators the candidates recorded, in :data:`VALIDATOR_NAMES` order, then their rank combinations."""
     names = dict.fromkeys(name for points in candidates.values() for c in points for name in c.scores)
     known = [name for name in VALIDATOR_NAMES if name in names]
     combined = [rule for rule, parts in RANK_COMBINED.items() if all(part in names for part in parts)]
@@ -241,7 +234,7 @@ def selection_tables(candidates: Mapping[str, Sequence[Candidate]], hyper: bool)
         One table per (method, norm) with candidates, in the order first seen.
     """
     scopes = SCOPES if hyper else SCOPES[:1]
-    rules = (LAST, *_validators(candidates), ORACLE)
+    rules = (LAST, *recorded_validators(candidates), ORACLE)
     columns = dict.fromkeys((points[0].run.method, points[0].run.norm) for points in candidates.values())
     tables = []
     for method, norm in columns:
@@ -298,13 +291,10 @@ def _spearman(pairs: Sequence[tuple[float, float]]) -> float | None:
 
 def validator_correlations(candidates: Mapping[str, Sequence[Candidate]]) -> list[Correlation]:
     """Spearman correlations of every validator with the target accuracy, over checkpoints and over runs."""
-    groups: dict[tuple[str, str], list[Candidate]] = collections.defaultdict(list)
-    for points in candidates.values():
-        last = _last_point(points)
-        if last is not None:
-            groups[last.run.source, last.run.target].append(last)
+    lasts = [last for points in candidates.values() if (last := _last_point(points)) is not None]
+    groups = group_by(lasts, lambda c: (c.run.source, c.run.target))
     result = []
-    for name in _validators(candidates):
+    for name in recorded_validators(candidates):
         within = [rho for points in candidates.values() if (rho := _spearman_in(points, name)) is not None]
         across = [rho for pool in groups.values() if (rho := _spearman_in(pool, name)) is not None]
         result.append(Correlation(validator=name, over_checkpoints=_mean(within), runs=len(within),
@@ -323,24 +313,22 @@ def headline_runs(sweep: Sweep, candidates: Mapping[str, Sequence[Candidate]], v
             hyper-parameter axes the setting with the best source validation accuracy at the end.
 
     Returns:
-        Transfer runs with ``accuracy`` = ``{target: picked accuracy}``, then the other runs as they are.
+        Transfer runs with ``test`` = ``{target: picked accuracy}``, then the other runs as they are.
 
     Raises:
         DabinError: ``validator`` is not one the runs recorded, or a finished transfer run has no
             evaluation point to pick from (or, by default, a setting has no source validation accuracy).
     """
     if validator is not None:
-        known = _validators(candidates)
+        known = recorded_validators(candidates)
         if validator == ORACLE:
             raise DabinError("--select oracle: the oracle uses target labels and is never the headline; "
                              "the report shows it beside the validators")
         if validator not in known:
             raise DabinError(f"--select {validator}: not a validator the runs recorded"
                              + (f" ({', '.join(known)})" if known else " (no run has evaluation points)"))
-    groups: dict[tuple[str, str, str, str, int], list[Run]] = collections.defaultdict(list)
-    others = []
-    for run in sweep.runs:
-        (groups[_group_key(run)] if run.transfer else others).append(run)
+    groups = group_by([run for run in sweep.runs if run.transfer], _group_key)
+    others = [run for run in sweep.runs if not run.transfer]
     chosen: list[Run] = []
     for runs in groups.values():
         finished = [run for run in runs if run.status == "ok"]
@@ -353,7 +341,9 @@ def headline_runs(sweep: Sweep, candidates: Mapping[str, Sequence[Candidate]], v
                                  f"{missing[0].place} seed {missing[0].seed}) has no evaluation points to pick from "
                                  "(train with --model.evaluation_points K)")
             best = pick([c for run in finished for c in candidates[run.key]], validator)
-            chosen.append(dataclasses.replace(best.run, accuracy={best.run.target: best.accuracy}))
+            tested = best.run.target_result()
+            picked = TestResult(best.accuracy, tested.n if tested else 0)
+            chosen.append(dataclasses.replace(best.run, test={best.run.target: picked}))
         elif len(finished) == 1:
             chosen.append(finished[0])
         else:
@@ -369,80 +359,6 @@ def _source_val(run: Run, candidates: Mapping[str, Sequence[Candidate]]) -> floa
         return run.source_val
     raise DabinError(f"run {run.key} ({run.place} seed {run.seed}) has no source validation accuracy to choose "
                      "its hyper-parameters by; give --select VALIDATOR")
-
-
-def selection_csv(tables: Iterable[SelectionTable]) -> str:
-    """``selection.csv``: method, norm, rule, scope, target labels used, mean accuracy, n, mean largest class share."""
-    lines = ["method,norm,rule,scope,uses_target_labels,mean_accuracy,n,mean_max_class_share"]
-    for table in tables:
-        for rule in table.rules:
-            for scope in table.scopes:
-                cell = table.cells[rule, scope]
-                lines.append(f"{table.method},{table.norm},{rule},{scope},{str(cell.uses_target_labels).lower()},"
-                             f"{_csv_number(cell.mean)},{cell.n},{_csv_number(cell.max_class_share)}")
-    return "\n".join(lines) + "\n"
-
-
-def _csv_number(value: float | None) -> str:
-    return "" if value is None or math.isnan(value) else f"{value:.4f}"
-
-
-def candidates_csv(candidates: Mapping[str, Sequence[Candidate]]) -> str:
-    """``candidates.csv``: every evaluation point, its recorded scores, its largest class share and the oracle."""
-    names = [name for name in _validators(candidates) if name not in RANK_COMBINED]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["run", "method", "norm", "task", "seed", "setting", "step", "last", "max_class_share",
-                     *names, "oracle_target_test_accuracy"])
-    for key, points in candidates.items():
-        run = points[0].run
-        for c in points:
-            writer.writerow([key, run.method, run.norm, run.task, run.seed, run.hparams, c.step, str(c.last).lower(),
-                             _csv_number(c.max_class_share), *(_csv_number(c.scores.get(name)) for name in names),
-                             _csv_number(c.accuracy)])
-    return buffer.getvalue()
-
-
-def correlation_csv(correlations: Iterable[Correlation]) -> str:
-    """``validator_correlations.csv``: validator, ρ over checkpoints (runs), ρ over runs (tasks)."""
-    lines = ["validator,spearman_over_checkpoints,runs,spearman_over_runs,tasks"]
-    for c in correlations:
-        within = "" if c.over_checkpoints is None else f"{c.over_checkpoints:.4f}"
-        across = "" if c.over_runs is None else f"{c.over_runs:.4f}"
-        lines.append(f"{c.validator},{within},{c.runs},{across},{c.tasks}")
-    return "\n".join(lines) + "\n"
-
-
-def score_plot_png(candidates: Mapping[str, Sequence[Candidate]]) -> bytes:
-    """Every evaluation point's score against its target test accuracy, one panel per validator, as PNG."""
-    from matplotlib.figure import Figure
-
-    names = [name for name in _validators(candidates) if name not in RANK_COMBINED]  # recorded scores only
-    columns = min(4, len(names))
-    rows = math.ceil(len(names) / columns)
-    fig = Figure(figsize=(3.2 * columns, 2.8 * rows))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    tasks = list(dict.fromkeys(points[0].run.task for points in candidates.values()))
-    colors = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
-    for index, name in enumerate(names):
-        ax = axes[index // columns][index % columns]
-        for t, task in enumerate(tasks):
-            points = [c for pts in candidates.values() for c in pts
-                      if c.run.task == task and math.isfinite(c.scores.get(name, math.nan))]
-            ax.scatter([c.scores[name] for c in points], [c.accuracy for c in points], s=8, alpha=0.6,
-                       color=colors[t % len(colors)], label=task)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("score (higher is better)", fontsize=8)
-        ax.set_ylabel("target test accuracy (%)", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for index in range(len(names), rows * columns):
-        axes[index // columns][index % columns].set_visible(False)
-    if tasks:
-        axes[0][0].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
 
 
 @dataclasses.dataclass(frozen=True)

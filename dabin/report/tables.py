@@ -14,10 +14,12 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dabin.methods.names import TRANSFER_METHODS
-from dabin.report.inputs import Run, Sweep, plain_domain, task_order
+from dabin.record import Run
+from dabin.report.inputs import Sweep, plain_domain, task_order
 from dabin.report.paper import PAPER_TABLE3, PAPER_TABLE4
+from dabin.report.pivot import group_by, pivot
 from dabin.report.stats import MeanCI, mean_ci
-from dabin.sweep.spec import format_task
+from datamodules.naming import format_task
 
 __all__ = ["Average", "Cell", "MixedTable", "TransferTable", "average", "mixed_table", "paper_numbers",
            "transfer_table"]
@@ -195,10 +197,11 @@ def transfer_table(sweep: Sweep) -> TransferTable | None:
     methods = _ordered((run.method for run in runs), _METHOD_ORDER)
     norms = _ordered((run.norm for run in runs), _NORM_ORDER)
     columns = tuple((m, n) for m in methods for n in norms if any(r.method == m and r.norm == n for r in runs))
+    by_cell = pivot(runs, lambda r: (r.source, r.target), lambda r: (r.method, r.norm))
     cells = {}
     for task in tasks:
         for column in columns:
-            mine = [r for r in runs if (r.source, r.target) == task and (r.method, r.norm) == column]
+            mine = by_cell.get((task, column), [])
             values = {r.seed: r.target_accuracy() for r in mine if r.status == "ok"}
             cells[task, column] = _cell(mine, {seed: v for seed, v in values.items() if v is not None})
     averages = {column: average([cells[task, column] for task in tasks]) for column in columns}
@@ -238,8 +241,9 @@ def mixed_table(sweep: Sweep) -> MixedTable | None:
         return None
     norms = tuple(_ordered((run.norm for run in runs), _NORM_ORDER))
     cells: dict[tuple[str, str], Cell] = {}
+    by_norm = group_by(runs, lambda run: run.norm)
     for norm in norms:
-        mine = [run for run in runs if run.norm == norm]
+        mine = by_norm[norm]
         for domain in sweep.domains:
             by_fold: dict[Any, list[float]] = {}
             for run in mine:

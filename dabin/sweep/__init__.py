@@ -1,26 +1,23 @@
-"""Sweeps: many training runs from one spec, resumable, with a results table (``dabin sweep``)."""
+"""Sweeps: many training runs from one spec, resumable, with a results table (``dabin sweep``).
 
-from dabin.sweep.jobs import Job, Outcome, expand_jobs, job_command, run_state
+What a sweep leaves, and how it is read, is :mod:`dabin.record`'s; the report reads that, never this package.
+"""
+
+from dabin.sweep.job import Job, expand_jobs, job_command, planned
 from dabin.sweep.launchers import LAUNCHERS, make_launcher
-from dabin.sweep.results import COLUMNS, collect_results, read_results, write_results
-from dabin.sweep.spec import METHODS, SweepSpec, format_task, load_spec, narrow, resolve_task
+from dabin.sweep.running import Outcome
+from dabin.sweep.spec import SweepSpec, load_spec, narrow, resolve_task
 
 __all__ = [
-    "COLUMNS",
     "LAUNCHERS",
-    "METHODS",
     "Job",
     "Outcome",
     "SweepSpec",
-    "collect_results",
     "expand_jobs",
-    "format_task",
     "job_command",
     "load_spec",
     "make_launcher",
     "narrow",
-    "read_results",
+    "planned",
     "resolve_task",
-    "run_state",
-    "write_results",
 ]

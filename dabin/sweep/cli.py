@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import shlex
 import signal
@@ -23,12 +22,13 @@ from pathlib import Path
 from types import FrameType
 
 from dabin.errors import DabinError
-from dabin.io import WriteError, atomic_write_text
-from dabin.sweep.jobs import DEFAULT_COMMAND, Job, Outcome, expand_jobs, run_state
+from dabin.io import WriteError
+from dabin.record import RESULTS, Manifest, read_runs, result_rows, run_state, write_results
+from dabin.sweep.job import DEFAULT_COMMAND, Job, expand_jobs, planned
 from dabin.sweep.launchers import LAUNCHERS, make_launcher
 from dabin.sweep.progress import Progress
-from dabin.record import MANIFEST, RESULTS
-from dabin.sweep.results import collect_results, write_results
+from dabin.record.files import JOB, MANIFEST
+from dabin.sweep.running import Outcome
 from dabin.sweep.spec import SweepSpec, load_spec, narrow
 
 __all__ = ["COMMAND_VARIABLE", "main"]
@@ -79,31 +79,42 @@ def _command(spec: SweepSpec) -> list[str]:
     return list(spec.command or DEFAULT_COMMAND)
 
 
-def _manifest(spec: SweepSpec, jobs: Sequence[Job]) -> dict[str, object]:
+def _manifest(spec: SweepSpec, jobs: Sequence[Job]) -> Manifest:
     # "jobs" is every run the spec asks for (whatever the filters of one invocation), so the report
     # can say what is missing without placeholder rows in results.csv.
-    return {"name": spec.name, "fingerprint": spec.fingerprint(), "dataset": spec.dataset,
-            "domains": list(spec.domains), "configs": spec.configs, "extra": list(spec.extra),
-            "spec": str(spec.path), "jobs": [job.to_json() for job in jobs]}
+    return Manifest(name=spec.name, fingerprint=spec.fingerprint(), dataset=spec.dataset, domains=tuple(spec.domains),
+                    configs=dict(spec.configs), extra=tuple(spec.extra), spec=str(spec.path),
+                    jobs=tuple(job.to_json() for job in jobs))
 
 
-def _check_out_dir(out: Path, manifest: dict[str, object]) -> None:
+def _comparable(manifest: Manifest) -> dict[str, object]:
+    """What the fingerprint covers, by name, to say which part differs (a config's contents aside)."""
+    return {"dataset": manifest.dataset, "domains": manifest.domains, "configs": manifest.configs,
+            "extra": manifest.extra}
+
+
+def _check_out_dir(out: Path, manifest: Manifest) -> None:
     """Refuse an output folder that holds another sweep's runs (they would mix in one table)."""
-    path = out / MANIFEST
     if out.exists() and not out.is_dir():
         raise DabinError(f"--out {out} is a file, not a folder")
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-        except ValueError:
-            raise DabinError(f"{path} is damaged; use another --out or remove the folder") from None
-        if stored.get("fingerprint") != manifest["fingerprint"]:
-            changed = [key for key in ("dataset", "domains", "configs", "extra") if stored.get(key) != manifest[key]]
+    try:
+        stored = Manifest.read(out)
+    except DabinError:
+        raise DabinError(f"{out / MANIFEST} is damaged; use another --out or remove the folder") from None
+    if stored is not None:
+        if stored.fingerprint != manifest.fingerprint:
+            mine, theirs = _comparable(manifest), _comparable(stored)
+            changed = [key for key in mine if mine[key] != theirs[key]]
             what = f"its {', '.join(changed)} differ" if changed else "a config file's contents changed"
-            raise DabinError(f"{out} holds runs of another sweep ({stored.get('name')!r}; {what}); "
+            raise DabinError(f"{out} holds runs of another sweep ({stored.name!r}; {what}); "
                              "use another --out or remove the folder")
-    elif any(out.glob("*/job.json")):
+    elif any(out.glob(f"*/{JOB}")):
         raise DabinError(f"{out} holds runs but no {MANIFEST}; use another --out or remove the folder")
+
+
+def _rows(out: Path, jobs: Sequence[Job]) -> list[dict[str, object]]:
+    """``results.csv``'s rows: the records of the sweep's runs, and of any other run folder in ``out``."""
+    return [row for run in read_runs(out, planned(jobs)) for row in result_rows(run)]
 
 
 @contextlib.contextmanager
@@ -203,7 +214,7 @@ def main(argv: Sequence[str]) -> int:
         raise WriteError(out, error) from None
     results = out / RESULTS
     with _exclusive(out):
-        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        manifest.write(out)
         states = {job.name: run_state(out / job.name) for job in jobs}
         todo = [(job, out / job.name) for job in jobs if _would_run(states[job.name], args.rerun_failed)]
         kept = sum(state == "failed" for state in states.values()) if not args.rerun_failed else 0
@@ -229,7 +240,7 @@ def main(argv: Sequence[str]) -> int:
             else:
                 progress.update(outcome)
             if outcome.status != "interrupted":
-                write_results(results, collect_results(out, all_jobs))
+                write_results(results, _rows(out, all_jobs))
 
         interrupted = False
         try:
@@ -243,9 +254,9 @@ def main(argv: Sequence[str]) -> int:
         except DabinError:
             # The disk may still be full: results.csv keeps its last complete version.
             with contextlib.suppress(DabinError):
-                write_results(results, collect_results(out, all_jobs))
+                write_results(results, _rows(out, all_jobs))
             raise
-        write_results(results, collect_results(out, all_jobs))
+        write_results(results, _rows(out, all_jobs))
     last = {o.job.name: o for o in outcomes}
     failed = [o for o in last.values() if o.status == "failed"]
     stopped = [o for o in last.values() if o.status == "interrupted"]

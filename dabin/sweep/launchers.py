@@ -1,9 +1,9 @@
 """Launchers run a list of jobs: ``local`` (subprocesses on this machine) and ``submitit`` (Slurm).
 
-Both keep at most ``workers`` jobs in flight and report each :class:`~dabin.sweep.jobs.Outcome` as
+Both keep at most ``workers`` jobs in flight and report each :class:`~dabin.sweep.running.Outcome` as
 it arrives; on Ctrl-C (or SIGTERM, which the sweep turns into one) they stop their jobs, which
 stay incomplete and are redone by the next sweep. The local launcher runs the default trainer in
-one long-lived :class:`~dabin.sweep.jobs.Worker` process per slot, so a run does not pay the imports again.
+one long-lived :class:`~dabin.sweep.running.Worker` process per slot, so a run does not pay the imports again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dabin.errors import DabinError
-from dabin.sweep.jobs import DEFAULT_COMMAND, Job, Outcome, RunningJob, Worker, start_job
+from dabin.sweep.job import DEFAULT_COMMAND, Job
+from dabin.sweep.running import Outcome, RunningJob, Worker, start_job
 
 __all__ = ["LAUNCHERS", "Launcher", "LocalLauncher", "RequeueableRun", "SubmititLauncher", "make_launcher",
            "slot_environment"]
@@ -82,7 +83,7 @@ def slot_environment(slot: int, workers: int, cpus: int, gpus: int) -> dict[str,
 class LocalLauncher:
     """Jobs as subprocesses of the sweep, ``workers`` at a time, each with its slot's threads/GPU.
 
-    The default trainer (:data:`~dabin.sweep.jobs.DEFAULT_COMMAND`) runs in one long-lived worker
+    The default trainer (:data:`~dabin.sweep.job.DEFAULT_COMMAND`) runs in one long-lived worker
     process per slot, started when the slot gets its first job and again after a worker exited (a
     failed run ends its worker); another command (a spec's ``command``) is a fresh process per run.
 
@@ -153,7 +154,7 @@ class RequeueableRun:
     submitit calls :meth:`checkpoint` on the node and requeues what it returns. Here that sends
     SIGUSR1 to the trainer, which saves ``checkpoints/last.ckpt`` and exits as pre-empted
     (:data:`dabin.errors.EXIT_PREEMPTED`), leaving the run incomplete; the requeued job starts it
-    again and :func:`~dabin.sweep.jobs.start_job` resumes it from that checkpoint. (Lightning's
+    again and :func:`~dabin.sweep.running.start_job` resumes it from that checkpoint. (Lightning's
     own SLURM auto-requeue is not used: it requeues the whole sbatch script, which here is
     submitit's, and saves ``hpc_ckpt_*.ckpt`` files the sweep does not resume from.)
     """

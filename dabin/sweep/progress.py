@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from dabin.sweep.jobs import Outcome
+from dabin.sweep.running import Outcome
 
 __all__ = ["Progress", "format_duration"]
 

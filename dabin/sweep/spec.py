@@ -39,27 +39,24 @@ from typing import Any
 import yaml
 
 from dabin.errors import DabinError
+from dabin.methods.names import RUN_KINDS
 from dabin.methods.names import TRANSFER_METHODS
+from dabin.record.run import Scalar
+from datamodules.naming import format_task
 
 __all__ = [
     "AXES",
     "DATASETS",
-    "METHODS",
     "HyperAxis",
     "Scalar",
     "SweepSpec",
-    "format_task",
     "load_spec",
     "narrow",
     "resolve_task",
 ]
 
-#: method -> kind of experiment: "transfer" (source -> target tasks) or "mixed" (k folds).
-METHODS: dict[str, str] = {**dict.fromkeys(TRANSFER_METHODS, "transfer"), "mixed": "mixed"}
 AXES: tuple[str, ...] = ("methods", "norms", "tasks", "seeds", "folds")
 DATASETS: tuple[str, ...] = ("embedded", "officehome")
-#: What a hyper-parameter axis may take: a YAML scalar.
-Scalar = bool | int | float | str
 #: A hyper-parameter axis's key: a dotted config key (``model.lambda_max``, ``data.batch_size``).
 _HYPER_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 #: Config keys every job sets itself, each from its own axis or the run's folder.
@@ -149,13 +146,6 @@ class SweepSpec:
         return digest.hexdigest()[:16]
 
 
-def format_task(source: str, target: str) -> str:
-    """A task as the results and the report write it: ``Ar→Cl`` (domain codes)."""
-    from datamodules.naming import domain_code
-
-    return f"{domain_code(source)}→{domain_code(target)}"
-
-
 def resolve_task(task: str, domains: Sequence[str]) -> tuple[str, str]:
     """The ``(source, target)`` domain names of a task written ``Ar→Cl``, ``Ar->Cl`` or by names.
 
@@ -242,7 +232,7 @@ def _hyper_axis(key: str, value: Any, methods: Sequence[str], where: str) -> Hyp
         unknown = set(value) - {"values", "methods"}
         if unknown or "values" not in value:
             raise DabinError(f"{where}: axis {key}: expected {{values: [...], methods: [...]}}, got {value!r}")
-        only = _choices(value.get("methods", list(methods)), tuple(METHODS), "methods", f"{where}: axis {key}")
+        only = _choices(value.get("methods", list(methods)), tuple(RUN_KINDS), "methods", f"{where}: axis {key}")
         for method in only:
             if method not in methods:
                 raise DabinError(f"{where}: axis {key}: method {method!r} is not on the methods axis "
@@ -300,10 +290,10 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise DabinError(f"{where}: unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} "
                          "(or list the dataset's `domains`)")
 
-    methods = _choices(axes.get("methods", ["dann"]), tuple(METHODS), "methods", where)
+    methods = _choices(axes.get("methods", ["dann"]), tuple(RUN_KINDS), "methods", where)
     norms = _choices(axes.get("norms", ["bn", "bin"]), NORMS, "norms", where)
-    transfer = any(METHODS[m] == "transfer" for m in methods)
-    mixed = any(METHODS[m] == "mixed" for m in methods)
+    transfer = any(RUN_KINDS[m] == "transfer" for m in methods)
+    mixed = any(RUN_KINDS[m] == "mixed" for m in methods)
     tasks = _tasks(axes.get("tasks", "all"), domains, where) if transfer else ()
     folds = _ints(axes.get("folds", [0]), "folds", where) if mixed else ()
     seeds = _ints(axes.get("seeds", [0]), "seeds", where)
@@ -312,7 +302,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     configs_raw = raw.get("configs") or {}
     if not isinstance(configs_raw, dict):
         raise DabinError(f"{where}: configs must map a method to its config file")
-    _choices(list(configs_raw) or ["dann"], tuple(METHODS), "methods", f"{where}: configs")
+    _choices(list(configs_raw) or ["dann"], tuple(RUN_KINDS), "methods", f"{where}: configs")
     configs: dict[str, str] = {}
     for method in methods:
         config = configs_raw.get(method, configs_raw.get(_CONFIG_FALLBACK.get(method, method)))

@@ -1,7 +1,7 @@
 """A long-lived trainer process: ``python -m dabin.sweep.worker REQUESTS RESULTS`` runs ``dabin fit`` jobs in turn.
 
 A short run spends seconds importing torch and Lightning and loading the compiled BIN kernels
-before it trains; a sweep's :class:`~dabin.sweep.jobs.Worker` pays that once per worker slot. The
+before it trains; a sweep's :class:`~dabin.sweep.running.Worker` pays that once per worker slot. The
 sweep writes one JSON line per job on the pipe ``REQUESTS`` (a file descriptor):
 ``{"argv": ["fit", ...], "log": "<run>/log.txt"}``. The worker runs ``dabin ARGV`` in-process
 with file descriptors 1 and 2 appended to the log (so C-level and subprocess output go there too)

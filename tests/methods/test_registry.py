@@ -71,3 +71,28 @@ def test_constructors_are_fully_typed_with_keyword_options(name: str) -> None:
     for param in params[2:]:
         assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is not inspect.Parameter.empty
     assert cls.__doc__ and "Args:" in cls.__doc__
+
+
+def test_every_method_names_itself_as_the_registry_does() -> None:
+    """Runs record a loss by its own name; a subclass of a registered method is a method of its own."""
+    for name, cls in METHODS.items():
+        if cls is not None:
+            assert cls.registry_name == name and cls(8, 3).method_name == name
+    assert CDANLoss(8, 3, entropy=True).method_name == "cdan_e"  # what rebuilds it
+
+    class Reweighted(CDANELoss):
+        pass
+
+    assert Reweighted.registry_name is None and CDANELoss.registry_name == "cdan_e"
+    assert AdaptationLoss(8, 3).method_name == "dabin.methods.base.AdaptationLoss"
+
+
+def test_registration_runs_one_way() -> None:
+    """The base and the methods know nothing of the registry; it imports them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import dabin.methods.base, dabin.methods.dann, dabin.methods.cdan, dabin.methods.mdd; "
+            "print(sorted(m for m in sys.modules if m.startswith('dabin.methods.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "dabin.methods.registry" not in result.stdout and "dabin.methods.adversarial" in result.stdout

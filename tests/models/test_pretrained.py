@@ -28,6 +28,20 @@ def test_pretraining_is_deterministic_and_learns() -> None:
     assert state["fc.weight"].shape == (10, 64) and state["conv1.weight"].shape == (8, 3, 3, 3)
 
 
+def test_pretraining_starts_from_the_builders_network() -> None:
+    """The architecture pretrain builds is resnet18's, initialised with the same draws (so old caches stay valid)."""
+    from dabin.models.architecture import ResNet18
+    from dabin.nn import norm_layer
+
+    torch.manual_seed(5)
+    built = resnet18(norm="bn", num_classes=10, **pretrained.EMBEDDED_ARCH)  # type: ignore[arg-type]
+    torch.manual_seed(5)
+    bare = ResNet18(norm=norm_layer("bn"), **pretrained.EMBEDDED_ARCH)  # type: ignore[arg-type]
+    bare.fc = torch.nn.Linear(bare.num_features, 10)
+    mine, theirs = built.state_dict(), bare.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
 def test_made_once_cached_and_loaded_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DABIN_CACHE", str(tmp_path))
     path = embedded_weights(tmp_path, recipe=TINY)

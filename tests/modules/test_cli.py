@@ -10,6 +10,23 @@ import pytest
 
 from .conftest import DEMO, OFFICEHOME, TINY, run
 
+#: What importing the deprecated package ``dabin.tasks`` warns.
+TASKS_DEPRECATED = r"dabin\.tasks is the earlier name of dabin\.modules"
+
+
+@pytest.fixture
+def unimported_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dabin.tasks`` as if not imported yet, so that importing it warns again (it warns once a process).
+
+    Whatever was imported before is put back afterwards.
+    """
+    import sys
+
+    import dabin
+
+    monkeypatch.delitem(sys.modules, "dabin.tasks", raising=False)
+    monkeypatch.delattr(dabin, "tasks", raising=False)
+
 
 @pytest.mark.parametrize("config", ["dann.yaml", "mixed.yaml"])
 def test_demo_configs_fast_dev_run(config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,7 +240,7 @@ def test_method_with_options_by_class_and_contradictions(tmp_path: Path, capsys:
     assert status == 2 and "model.method" in err and len(err.strip().splitlines()) == 1
 
 
-def test_checkpoint_of_the_older_dann_module_loads(tmp_path: Path) -> None:
+def test_checkpoint_of_the_older_dann_module_loads(tmp_path: Path, unimported_tasks: None) -> None:
     """Before the methods became loss modules, DANN's domain classifier and λ had other names."""
     import torch
 
@@ -235,7 +252,8 @@ def test_checkpoint_of_the_older_dann_module_loads(tmp_path: Path) -> None:
     hparams = {k: v for k, v in model.hparams.items() if k != "method"}
     torch.save({"state_dict": state, "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"},
                tmp_path / "old.ckpt")
-    from dabin.tasks import DANN  # the earlier name, as an old script would use it
+    with pytest.warns(DeprecationWarning, match=TASKS_DEPRECATED):
+        from dabin.tasks import DANN  # the earlier name, as an old script would use it
 
     loaded = DANN.load_from_checkpoint(tmp_path / "old.ckpt")
     assert loaded.method_name == "dann"
@@ -262,13 +280,29 @@ def test_model_error_is_the_only_line_a_user_sees(tmp_path: Path) -> None:
     assert lines[0].startswith("dabin: error: unknown backbone 'resnet9000'")
 
 
-def test_configs_naming_the_earlier_module_still_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_configs_naming_the_earlier_module_still_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     unimported_tasks: None) -> None:
     # Configs (and the config.yaml beside every earlier run) name dabin.tasks.DANN; the package is
     # dabin.modules and the class TransferModule now.
     config = tmp_path / "old.yaml"
     config.write_text((DEMO / "dann.yaml").read_text().replace("dabin.modules.TransferModule", "dabin.tasks.DANN"))
     assert "dabin.tasks.DANN" in config.read_text()
-    status, err = run(["fit", "-c", str(config), "--trainer.fast_dev_run", "1", "--trainer.default_root_dir",
-                       str(tmp_path / "run")], capsys)
+    with pytest.warns(DeprecationWarning, match=TASKS_DEPRECATED):
+        status, err = run(["fit", "-c", str(config), "--trainer.fast_dev_run", "1", "--trainer.default_root_dir",
+                           str(tmp_path / "run")], capsys)
     assert status == 0, err
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "dann"
+
+
+def test_the_earlier_package_name_warns_where_it_is_imported(unimported_tasks: None) -> None:
+    import dabin.modules
+
+    with pytest.warns(DeprecationWarning, match=TASKS_DEPRECATED) as caught:
+        import dabin.tasks
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert [Path(w.filename).name for w in deprecations] == ["test_cli.py"]  # stacklevel: the importer
+    message = str(deprecations[0].message)
+    assert "will be removed" in message and "dabin.modules.TransferModule" in message
+    assert dabin.tasks.DANN is dabin.modules.TransferModule
+    assert dabin.tasks.MixedDomainClassifier is dabin.modules.MixedDomainClassifier
+    assert dabin.tasks.DomainTask is dabin.modules.DomainModule

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dabin.cli import main
-from dabin.sweep.results import COLUMNS
+from dabin.record import COLUMNS
 
 
 def transfer(method: str, norm: str, source: str, target: str, seed: int, accuracy: float | None = None,

@@ -67,3 +67,15 @@ def test_results_file_alone_without_source_validation_says_how_to_choose(tmp_pat
                                          r"model.lambda_max=0.3 seed 0\) has no source validation accuracy to "
                                          r"choose its hyper-parameters by; give --select VALIDATOR$"):
         build_report(tmp_path / "csv")
+
+
+def test_results_file_is_the_flat_view_of_the_records(tmp_path: Path) -> None:
+    from dabin.record import Manifest, read_runs, result_rows, write_results
+
+    folder = DATA / "sweep"
+    manifest = Manifest.read(folder)
+    assert manifest is not None
+    rows = [row for run in read_runs(folder, manifest.planned(folder)) for row in result_rows(run)]
+    write_results(tmp_path / "results.csv", rows)
+    # What that release's sweep wrote after its last run, from the same folders.
+    assert (tmp_path / "results.csv").read_bytes() == (folder / "results.csv").read_bytes()

@@ -210,12 +210,12 @@ def test_select_without_evaluation_points_says_how_to_get_them(tmp_path: Path, c
 
 
 def test_over_runs_ranks_every_candidate_of_a_task_whatever_its_method_or_norm() -> None:
-    from dabin.report.inputs import Run
+    from dabin.record import Run
     from dabin.report.selection import Candidate, validator_correlations
 
     def run(key: str, method: str, norm: str) -> Run:
         return Run(key=key, line=0, method=method, norm=norm, source="Aa", target="Bb", seed=0, fold=None,
-                   status="ok", reason="", accuracy={}, model_selection="")
+                   status="ok", reason="", test={}, model_selection="")
 
     # Three runs of one task by two methods and two norms: one ranking of three (scores rank as accuracies).
     candidates = {key: (Candidate(run=run(key, method, norm), step=1, scores={"im": score}, accuracy=acc, last=True),)

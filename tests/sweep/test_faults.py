@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from dabin.cli import main
-from dabin.sweep import results as results_module
-from dabin.sweep.results import read_results
+from dabin.record import read_results
+from dabin.record import table as results_module
 from tests.sweep.test_resume import ROOT, _wait_for
 from tests.sweep.test_sweep import attempts, run_dir, sweep
 
@@ -229,10 +229,11 @@ def test_submitit_requeue_saves_then_resumes_from_the_checkpoint(tiny_spec, tmp_
     import threading
 
     pytest.importorskip("submitit")
-    from dabin.sweep.jobs import Job, run_state
+    from dabin.record import run_state
+    from dabin.sweep.job import Job
     from dabin.sweep.launchers import RequeueableRun
 
-    job = Job("dann", "bn", 0, "dann.yaml", config_file=str(tiny_spec.parent / "dann.yaml"), source="Aa",
+    job = Job(method="dann", norm="bn", seed=0, config="dann.yaml", config_file=str(tiny_spec.parent / "dann.yaml"), source="Aa",
               target="Bb")
     run = tmp_path / "run"
     command = shlex.split(os.environ["DABIN_SWEEP_COMMAND"])

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from dabin.cli import main
-from dabin.sweep import Job, collect_results
-from dabin.sweep.jobs import check_metrics
+from dabin.record import read_runs, result_rows
+from dabin.sweep import Job, planned
+from dabin.sweep.running import check_metrics
 
 
 def _metrics(tmp_path, test) -> None:
@@ -41,8 +42,8 @@ def test_good_metrics_and_missing_file(tmp_path):
 
 
 def test_rows_of_runs_in_every_state(tmp_path):
-    jobs = [Job("dann", norm, 0, "dann.yaml", source="Aa", target="Bb") for norm in ("bn", "bin", "in", "bnin")]
-    jobs.append(Job("mixed", "bn", 0, "mixed.yaml", fold=0))
+    jobs = [Job(method="dann", norm=norm, seed=0, config="dann.yaml", source="Aa", target="Bb") for norm in ("bn", "bin", "in", "bnin")]
+    jobs.append(Job(method="mixed", norm="bn", seed=0, config="mixed.yaml", fold=0))
     done, failed, incomplete, _missing, damaged = (tmp_path / job.name for job in jobs)
     for folder in (done, failed, incomplete, damaged):
         folder.mkdir()
@@ -51,7 +52,7 @@ def test_rows_of_runs_in_every_state(tmp_path):
     (done / "done").write_text("{}")
     (failed / "failed").write_text("exit status 1: boom\n")
     (damaged / "done").write_text("{}")  # done, but its metrics.json was deleted afterwards
-    rows = collect_results(tmp_path, jobs)
+    rows = [row for run in read_runs(tmp_path, planned(jobs)) for row in result_rows(run)]
     # Results only: the incomplete and the never-started run are not rows; a failed run is one row.
     assert [(r["method"], r["norm"], r["domain"], r["status"], r["accuracy"]) for r in rows] == [
         ("dann", "bn", "Bb", "ok", 61.25), ("dann", "bin", "Bb", "failed", ""), ("mixed", "bn", "", "failed", "")]

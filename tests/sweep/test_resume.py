@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dabin.cli import main
-from dabin.sweep.results import read_results
+from dabin.record import read_results
 from tests.sweep.conftest import TINY_ROWS
 from tests.sweep.test_sweep import attempts, run_dir
 

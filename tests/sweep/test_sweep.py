@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dabin.cli import main
 from dabin.report.stats import mean_ci
-from dabin.sweep.results import read_results
+from dabin.record import read_results
 from tests.sweep.conftest import TINY_JOBS, TINY_ROWS
 
 SELECTION = "last checkpoint (no target labels)"

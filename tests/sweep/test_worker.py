@@ -18,7 +18,9 @@ import torch
 
 from dabin.cli import main
 from dabin.sweep import launchers
-from dabin.sweep.jobs import DEFAULT_COMMAND, Job, Outcome, Worker, job_command, run_state
+from dabin.record import run_state
+from dabin.sweep.job import DEFAULT_COMMAND, Job, job_command
+from dabin.sweep.running import Outcome, Worker
 from dabin.sweep.launchers import LocalLauncher, make_launcher
 from dabin.sweep.worker import _Baseline, run_job
 from tests.sweep.test_resume import ROOT, _alive, _wait_for
@@ -31,7 +33,7 @@ TINY = ("--trainer.max_steps", "4", "--data.batch_size", "8", "--trainer.limit_v
 
 
 def _job(norm: str, seed: int, source: str = "Ink", target: str = "Neon", extra: tuple[str, ...] = TINY) -> Job:
-    return Job("dann", norm, seed, CONFIG, config_file=CONFIG, source=source, target=target, extra=extra)
+    return Job(method="dann", norm=norm, seed=seed, config=CONFIG, config_file=CONFIG, source=source, target=target, extra=extra)
 
 
 @pytest.fixture
@@ -125,7 +127,7 @@ def test_interrupt_stops_the_worker_and_leaves_the_run_incomplete(tmp_path: Path
 
 
 def test_worker_dies_with_the_sweep() -> None:
-    code = "import time; from dabin.sweep.jobs import Worker; print(Worker().process.pid, flush=True); time.sleep(60)"
+    code = "import time; from dabin.sweep.running import Worker; print(Worker().process.pid, flush=True); time.sleep(60)"
     with subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True) as sweep_process:
         try:
             assert sweep_process.stdout is not None

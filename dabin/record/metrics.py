@@ -1,22 +1,9 @@
-"""The run record: what a run leaves behind, its files and its schema, defined once.
+"""``metrics.json``: what the trainer records of a run, its schema defined once.
 
-A run folder (``--trainer.default_root_dir``; in a sweep, one folder per job)::
-
-    job.json       the sweep job's arguments (written by the sweep before the run starts)
-    log.txt        the trainer's stdout and stderr (sweep runs)
-    metrics.json   the run's record (:class:`RunRecord`), written last and atomically by the trainer
-    gates.csv      every BIN gate at the end of training (BIN models)
-    done           marker: the sweep checked metrics.json; only this makes a run finished
-    failed         marker holding the one-line reason of the last failure
-
-A sweep folder adds ``sweep.json`` (the manifest: spec, fingerprint, job list), ``results.csv``
-(an export of the finished runs' records, one row per evaluated domain, plus one row per failed
-run) and the report's ``report.md``.
-
-The trainer writes a :class:`RunRecord` (:meth:`RunRecord.write`); the sweep reads it to decide
-that a run is done and to export ``results.csv``; the report reads it for the evaluation points
-(model selection without target labels). :meth:`RunRecord.read` checks every field it reads and
-names the field and the value of the first problem, so a damaged or hand-edited record is one line.
+The trainer writes a :class:`RunRecord` (:meth:`RunRecord.write`, last and atomically); the sweep
+reads it to decide that a run is done; :class:`dabin.record.run.Run` reads it into the run record
+that ``results.csv`` and the report are made from. :meth:`RunRecord.read` checks every field it reads
+and names the field and the value of the first problem, so a damaged or hand-edited record is one line.
 
 ``metrics.json``, for a transfer run with evaluation points::
 
@@ -41,44 +28,22 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from dabin.errors import DabinError
 from dabin.io import atomic_write_text
+from dabin.record.files import METRICS
 
 __all__ = [
-    "DONE",
-    "FAILED",
-    "GATES",
-    "JOB",
     "LEGACY_MIXVAL",
-    "LOG",
-    "MANIFEST",
-    "METRICS",
-    "REPORT",
-    "RESULTS",
     "BatchRecord",
     "EvaluationPoint",
     "GateLrRecord",
     "RecordError",
-    "RunFolder",
     "RunRecord",
-    "RunState",
     "SourceVal",
     "TestResult",
-    "failure_reason",
-    "run_state",
 ]
-
-JOB = "job.json"
-LOG = "log.txt"
-METRICS = "metrics.json"
-GATES = "gates.csv"
-DONE = "done"
-FAILED = "failed"
-MANIFEST = "sweep.json"
-RESULTS = "results.csv"
-REPORT = "report.md"
 
 
 class RecordError(DabinError):
@@ -369,53 +334,3 @@ class RunRecord:
             return cls.from_json(data)
         except RecordError as error:
             raise RecordError(f"{METRICS}: {error}") from None
-
-
-#: Where a run stands, from its markers: finished (``done``), failed at its last attempt, started, not started.
-RunState = Literal["done", "failed", "incomplete", "missing"]
-
-
-def run_state(run_dir: Path) -> RunState:
-    """Where a run stands: ``done``, ``failed`` (last attempt), ``incomplete`` (started) or ``missing``."""
-    if (run_dir / DONE).is_file():
-        return "done"
-    if (run_dir / FAILED).is_file():
-        return "failed"
-    return "incomplete" if (run_dir / JOB).is_file() else "missing"
-
-
-def failure_reason(run_dir: Path) -> str:
-    """The reason stored in a failed run's marker (empty if none)."""
-    try:
-        return (run_dir / FAILED).read_text().strip()
-    except FileNotFoundError:
-        return ""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunFolder:
-    """What a run folder says about its run: its status and, for a finished run, its record.
-
-    Attributes:
-        status: ``ok`` (done, record readable), ``failed``, ``incomplete`` or ``missing``.
-        reason: Why it failed (the marker's line, or why a done run's record cannot be read).
-        record: The record of an ``ok`` run, else None.
-    """
-
-    status: Literal["ok", "failed", "incomplete", "missing"]
-    reason: str = ""
-    record: RunRecord | None = None
-
-    @classmethod
-    def read(cls, run_dir: Path) -> RunFolder:
-        """Read a run folder's markers and, when it is done, its record."""
-        state = run_state(run_dir)
-        if state == "done":
-            try:
-                return cls("ok", record=RunRecord.read(run_dir))
-            except RecordError as error:
-                # A done run whose record was removed or damaged afterwards: shown, not hidden.
-                return cls("failed", reason=f"{METRICS} unreadable after the run finished ({error})")
-        if state == "failed":
-            return cls("failed", reason=failure_reason(run_dir))
-        return cls(state)

@@ -1,19 +1,10 @@
-"""One training run of a sweep: its identity, run folder, command, and life cycle.
-
-A run's folder is named from its arguments (readable part + short hash of all of them, as in
-DomainBed), so a rerun of the sweep finds the runs it already has. The folder holds::
-
-    job.json       the job's arguments (written before the run starts)
-    log.txt        the trainer's stdout and stderr
-    metrics.json   written by the trainer (``dabin fit``) at the end
-    gates.csv      BIN gates, written by the trainer for BIN models
-    done           marker written atomically after metrics.json was checked: the run is finished
-    failed         marker holding the one-line reason of the last failure
-
-Only ``done`` makes a run finished: a run killed after writing metrics.json is still redone.
+"""How a sweep's job runs and ends: a trainer subprocess or a job of a long-lived worker, and its markers.
 
 A run is a fresh ``python -m dabin fit`` subprocess (:class:`RunningJob`), or a job of a long-lived
-:class:`Worker` process that runs ``dabin fit`` in-process (:class:`WorkerJob`); both end the same way.
+:class:`Worker` process that runs ``dabin fit`` in-process (:class:`WorkerJob`); both end the same way:
+the run folder gets its ``done`` marker once ``metrics.json`` was checked, or ``failed`` with the one
+line that says why (:mod:`dabin.record.files`). Only ``done`` makes a run finished: a run killed
+after writing metrics.json is still redone.
 """
 
 from __future__ import annotations
@@ -22,8 +13,6 @@ import contextlib
 import ctypes
 import dataclasses
 import errno
-import hashlib
-import itertools
 import json
 import os
 import re
@@ -38,215 +27,18 @@ from typing import Any, Literal
 
 from dabin.errors import EXIT_PREEMPTED
 from dabin.io import WriteError, atomic_write_text, checkpoint_problem
-from dabin.methods.names import TRANSFER_METHODS
-from dabin.sweep.spec import METHODS, Scalar, SweepSpec, format_task
-from dabin.record import DONE, FAILED, JOB, LOG, METRICS, RecordError, RunRecord, RunState, run_state
+from dabin.record.files import DONE, FAILED, JOB, LOG, METRICS, RunState, run_state
+from dabin.record.metrics import RecordError, RunRecord
+from dabin.sweep.job import DABIN, DEFAULT_COMMAND, Job, job_command
 
-__all__ = [
-    "DEFAULT_COMMAND",
-    "UNREADABLE_SUFFIX",
-    "Job",
-    "Outcome",
-    "RunState",
-    "RunningJob",
-    "Worker",
-    "WorkerJob",
-    "expand_jobs",
-    "format_hparams",
-    "job_command",
-    "jobs_in",
-    "run_state",
-    "start_job",
-]
+__all__ = ["UNREADABLE_SUFFIX", "Outcome", "RunningJob", "Worker", "WorkerJob", "check_metrics", "start_job"]
 
-#: The ``dabin`` command; what follows it in a training command is what a :class:`Worker` runs.
-_DABIN: tuple[str, ...] = (sys.executable, "-m", "dabin")
-#: The training command; a spec's ``command`` or the DABIN_SWEEP_COMMAND variable replace it.
-DEFAULT_COMMAND: tuple[str, ...] = (*_DABIN, "fit")
-#: Arguments a method adds to its config: every transfer method but DANN (the config's own) names itself.
-_METHOD_ARGS: dict[str, tuple[str, ...]] = {method: ("--model.method", method) for method in TRANSFER_METHODS
-                                            if method != "dann"}
 #: Seconds a terminated trainer gets to save its checkpoint and exit before it is killed.
 _GRACE_S = 60.0
 #: Seconds a worker whose request pipe was closed gets to exit before it is killed.
 _CLOSE_S = 30.0
 #: Seconds between two looks at a worker that has not answered yet.
 _POLL_S = 0.1
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """The arguments of one training run.
-
-    Attributes:
-        method: ``dann``, ``source_only`` or ``mixed``.
-        norm: Normalization layer (``bn``, ``bin``, ``in``, ``bnin``).
-        seed: Seed of the run.
-        config: Config path as written in the spec (identity; independent of the checkout's place).
-        config_file: The resolved config file (not part of the identity).
-        source: Source domain name (transfer methods).
-        target: Target domain name (transfer methods).
-        fold: Held-out fold (mixed method).
-        extra: Arguments appended to the trainer's command line.
-        shared_config: The config is another method's (a transfer method in the DANN config): the
-            command names the method (``--model.method NAME``). A method's own config names it
-            itself, with its options, which a bare name would replace.
-        hparams: The values of the spec's hyper-parameter axes for this run, as ``(key, value)``
-            pairs in the spec's order (``(("model.lambda_max", 0.3),)``); passed as ``--key value``.
-    """
-
-    method: str
-    norm: str
-    seed: int
-    config: str
-    config_file: str = dataclasses.field(default="", compare=False)
-    source: str | None = None
-    target: str | None = None
-    fold: int | None = None
-    extra: tuple[str, ...] = ()
-    shared_config: bool = dataclasses.field(default=True, compare=False)
-    hparams: tuple[tuple[str, Scalar], ...] = ()
-
-    def identity(self) -> dict[str, Any]:
-        """The arguments that define the run (what the folder name's hash covers)."""
-        identity = {"method": self.method, "norm": self.norm, "seed": self.seed, "config": self.config,
-                    "source": self.source, "target": self.target, "fold": self.fold, "extra": list(self.extra)}
-        # Only when there are some: runs of a sweep without hyper-parameter axes keep their names.
-        if self.hparams:
-            identity["hparams"] = dict(self.hparams)
-        return identity
-
-    @property
-    def setting(self) -> str:
-        """The hyper-parameter values as results and reports write them (``model.lambda_max=0.3``)."""
-        return format_hparams(self.hparams)
-
-    @property
-    def task(self) -> str:
-        """``Ar→Cl`` for transfer runs, empty for the mixed method."""
-        return format_task(self.source, self.target) if self.source and self.target else ""
-
-    @property
-    def label(self) -> str:
-        """Short human-readable description, for progress lines."""
-        where = self.task or f"fold {self.fold}"
-        return " ".join(filter(None, (f"{self.method} {self.norm} {where} seed {self.seed}", self.setting)))
-
-    @property
-    def name(self) -> str:
-        """The run folder's name: readable part plus 8 hex digits of the identity's hash."""
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
-        where = self.task.replace("→", "-") if self.task else f"f{self.fold}"
-        values = "".join(f"_{key.rsplit('.', 1)[-1]}{_argument(value)}" for key, value in self.hparams)
-        readable = re.sub(r"[^A-Za-z0-9_.-]+", "", f"{self.method}_{self.norm}_{where}_s{self.seed}{values}")
-        return f"{readable}_{digest}"
-
-    def to_json(self) -> dict[str, Any]:
-        """Everything needed to rebuild results from the folder alone."""
-        return {**self.identity(), "hparams": dict(self.hparams), "task": self.task, "config_file": self.config_file,
-                "name": self.name, "shared_config": self.shared_config}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Job:
-        """Inverse of :meth:`to_json`."""
-        return cls(method=data["method"], norm=data["norm"], seed=int(data["seed"]), config=data["config"],
-                   config_file=data.get("config_file", ""), source=data.get("source"), target=data.get("target"),
-                   fold=data.get("fold"), extra=tuple(data.get("extra", ())),
-                   shared_config=bool(data.get("shared_config", True)),
-                   hparams=tuple((str(key), value) for key, value in (data.get("hparams") or {}).items()))
-
-
-def expand_jobs(spec: SweepSpec) -> list[Job]:
-    """All jobs of a spec, in a stable order (method, task or fold, norm, seed).
-
-    BN and BIN of one task sit next to each other, so a partial sweep has comparable pairs.
-
-    Args:
-        spec: The (possibly narrowed) spec.
-
-    Returns:
-        The jobs.
-    """
-    jobs = []
-    for method in spec.methods:
-        config, config_file = spec.configs[method], str(spec.config_files[method])
-        shared = method not in spec.own_configs
-        if METHODS[method] == "transfer":
-            places: list[dict[str, Any]] = [{"source": s, "target": t} for s, t in spec.tasks]
-        else:
-            places = [{"fold": fold} for fold in spec.folds]
-        axes = [axis for axis in spec.hyper if axis.applies(method)]
-        settings = [tuple(zip((axis.key for axis in axes), values))
-                    for values in itertools.product(*(axis.values for axis in axes))]
-        for place in places:
-            for hparams in settings:
-                for norm in spec.norms:
-                    for seed in spec.seeds:
-                        jobs.append(Job(method=method, norm=norm, seed=seed, config=config, config_file=config_file,
-                                        extra=spec.extra, shared_config=shared, hparams=hparams, **place))
-    return jobs
-
-
-def jobs_in(out_dir: Path, planned: Sequence[Job]) -> list[Job]:
-    """The planned jobs, then every other run of the sweep folder (runs of an earlier, wider spec).
-
-    Args:
-        out_dir: The sweep's output folder.
-        planned: The jobs of the spec (or of the manifest), in order.
-
-    Returns:
-        ``planned``, then each folder's job (from its ``job.json``) not among them, by folder name;
-        a folder whose ``job.json`` is unreadable or names another folder is not a run.
-    """
-    names = {job.name for job in planned}
-    found = []
-    for job_file in sorted(out_dir.glob(f"*/{JOB}")):
-        if job_file.parent.name in names:
-            continue
-        try:
-            job = Job.from_json(json.loads(job_file.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if job.name == job_file.parent.name:
-            found.append(job)
-    return [*planned, *found]
-
-
-def _argument(value: Scalar) -> str:
-    """A hyper-parameter value as the training CLI reads it (YAML: ``true``, ``0.3``, ``text``)."""
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-def format_hparams(hparams: Sequence[tuple[str, Scalar]]) -> str:
-    """``model.lambda_max=0.3 model.lr=0.05`` ("" without hyper-parameter axes)."""
-    return " ".join(f"{key}={_argument(value)}" for key, value in hparams)
-
-
-def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, ckpt: Path | None = None) -> list[str]:
-    """The trainer's command line for a job: the one place that knows the training CLI's flags.
-
-    Args:
-        job: The job.
-        run_dir: Its run folder (``--trainer.default_root_dir``).
-        base: The command before the arguments (``python -m dabin fit``).
-        ckpt: Checkpoint to resume from.
-
-    Returns:
-        The argument list.
-    """
-    method_args = _METHOD_ARGS.get(job.method, ()) if job.shared_config else ()
-    command = [*base, "-c", job.config_file or job.config, "--model.norm", job.norm, *method_args]
-    if job.source is not None and job.target is not None:
-        command += ["--data.source", job.source, "--data.target", job.target]
-    if job.fold is not None:
-        command += ["--data.fold", str(job.fold)]
-    command += ["--seed_everything", str(job.seed), "--trainer.default_root_dir", str(run_dir), *job.extra]
-    # After extra: an axis's value is what the run is named by, so nothing may override it.
-    for key, value in job.hparams:
-        command += [f"--{key}", _argument(value)]
-    if ckpt is not None:
-        command += ["--ckpt_path", str(ckpt)]
-    return command
 
 
 @dataclasses.dataclass
@@ -606,7 +398,7 @@ def start_job(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND,
     except OSError as error:
         raise WriteError(run_dir / LOG, error) from None
     if worker is not None:
-        worker.send(command[len(_DABIN):], run_dir / LOG)
+        worker.send(command[len(DABIN):], run_dir / LOG)
         return WorkerJob(job, run_dir, worker, log)
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
