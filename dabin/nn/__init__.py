@@ -3,7 +3,7 @@ synchronized BIN for multi-process training."""
 
 from dabin.nn import compiled
 from dabin.nn.bin import BatchInstanceNorm1d, BatchInstanceNorm2d, BatchInstanceNorm3d
-from dabin.nn.domain_stats import add_domain_stats, target_stats
+from dabin.nn.domain_stats import TARGET_GATE, add_domain_stats, target_gates, target_stats
 from dabin.nn.convert import NORMS, NormName, check_norm, convert_layer, convert_norm, norm_layer
 from dabin.nn.functional import batch_instance_norm
 from dabin.nn.gates import GATE_LR_BASES, GateClamp, GateLrBase, bin_param_groups, clamp_gates_, gate_parameters
@@ -13,6 +13,7 @@ from dabin.nn.sync import SyncBatchInstanceNorm, SyncNorm, convert_sync_norm, re
 
 __all__ = [
     "NORMS",
+    "TARGET_GATE",
     "NORM_STATS_ESTIMATES",
     "BatchInstanceNorm1d",
     "BatchInstanceNorm2d",
@@ -39,5 +40,6 @@ __all__ = [
     "norm_layer",
     "recalibrate_norm_stats",
     "revert_sync_norm",
+    "target_gates",
     "target_stats",
 ]

@@ -227,6 +227,10 @@ def _share_state(source: nn.modules.batchnorm._BatchNorm, target: nn.Module) -> 
     for name, buffer in source._buffers.items():
         if name not in target._buffers and name != "gate" and buffer is not None:
             target.register_buffer(name, buffer, persistent=name not in source._non_persistent_buffers_set)
+    # Likewise parameters added beside them (a domain-specific BIN layer's target gate).
+    for name, parameter in source._parameters.items():
+        if name not in target._parameters and parameter is not None:
+            target.register_parameter(name, parameter)
     if hasattr(source, "qconfig"):
         target.qconfig = source.qconfig
     target.train(source.training)
