@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python experiments/bench_bin.py
+	$(BIN)/python experiments/bench_norms.py
 
 # The paper's Office-Home path end to end at full scale on a replica (17 runs, every test image;
 # about 38 min on a 2-core CPU; not part of `make test`): see experiments/rehearsal.py. Exits

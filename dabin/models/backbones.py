@@ -19,7 +19,7 @@ from torch import nn
 
 from dabin.errors import DabinError
 from dabin.models.resnet import WeightsArg, is_weights_file, load_weights, resnet18
-from dabin.nn import NormName, check_norm, convert_norm, norm_layer
+from dabin.nn import NORM_SPECS, NormName, check_norm, convert_norm, norm_layer
 
 __all__ = ["RESNETS", "build_backbone"]
 
@@ -35,7 +35,7 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
     Args:
         name: A name of :data:`RESNETS`, or the class path of any ``nn.Module`` whose classifier is
             its ``fc`` (``mypkg.models.Net``, built without arguments).
-        norm: ``bn``, ``in``, ``bnin`` or ``bin`` in every normalization layer.
+        norm: A name of :data:`dabin.nn.NORMS` (``ibn_b``: resnet18 only).
         weights: None, a torchvision weights name of that architecture (``IMAGENET1K_V1``, ...) or a
             state dict file (torchvision's published layout, a dabin checkpoint, ...). Class-path
             models take a file only.
@@ -50,7 +50,7 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
         DabinError: Unknown name or norm, a class path that does not import or build, weights that
             do not fit, or a width other than 64 for a published architecture.
     """
-    check_norm(norm)
+    spec = NORM_SPECS[check_norm(norm)]
     if name == "resnet18":
         return resnet18(norm=norm, weights=weights, num_classes=0, small_input=small_input, width=width)
     if name not in RESNETS and "." not in name:
@@ -58,6 +58,9 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
                          "(package.module.Class)")
     if width != 64:
         raise DabinError(f"width={width} is only for resnet18; {name} has its published widths")
+    if spec.layout == "ibn_b":
+        raise DabinError(f"norm 'ibn_b' is built into dabin's resnet18 only (its blocks get an InstanceNorm after the "
+                         f"residual addition); got backbone {name!r}")
     if name in RESNETS:
         model: nn.Module = torchvision.models.get_model(name, weights=None, norm_layer=norm_layer(norm))
     else:
@@ -68,8 +71,9 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
         _small_stem(model, name)
     if weights is not None:  # load_weights warns about a stem it cannot fill
         load_weights(model, weights, unfitting_stem=small_input, arch=name)
-    if name not in RESNETS:
-        convert_norm(model, norm)  # torchvision builders took the norm layer already
+    if name not in RESNETS or spec.layout or spec.mixstyle:
+        # torchvision builders took the norm layer already; IBN-a's layout and MixStyle come after.
+        convert_norm(model, norm)
     return _features_only(model, name)
 
 

@@ -16,12 +16,16 @@ from torch import Tensor, nn
 from torchvision.models import ResNet, get_model_weights
 
 from dabin.errors import DabinError
-from dabin.models.architecture import ResNet18
+from dabin.models.architecture import IBNMode, ResNet18
 from dabin.models.pretrained import EMBEDDED_WEIGHTS, embedded_weights
-from dabin.nn import NormName, check_norm, norm_layer
+from dabin.nn import NORM_SPECS, NormName, check_norm, norm_layer
+from dabin.nn.convert import filled_by_layers
+from dabin.nn.mixstyle import insert_mixstyle
 
 __all__ = ["WeightsArg", "is_weights_file", "load_weights", "resnet18"]
 
+#: IBN-Net's layouts by norm name (:class:`~dabin.models.architecture.ResNet18`'s ``ibn``).
+_IBN_LAYOUTS: dict[str, IBNMode] = {"ibn_a": "a", "ibn_b": "b"}
 #: How messages name an architecture.
 _ARCH_NAMES = {"resnet18": "ResNet-18"}
 
@@ -40,7 +44,11 @@ def resnet18(
     """ResNet-18 whose every normalization layer is ``norm``.
 
     Args:
-        norm: ``bn``, ``in`` (ρ = 0), ``bnin`` (ρ = 0.5) or ``bin`` (ρ learned, starts at 1).
+        norm: ``bn``, ``in`` (ρ = 0), ``bnin`` (ρ = 0.5), ``bin`` (ρ learned, starts at 1), or a
+            lab norm (:data:`dabin.nn.NORM_SPECS`): ``dsbin`` builds BIN (the training adds the
+            per-domain gates), ``switchable``, ``transnorm``, ``ibn_a``/``ibn_b`` (IBN-Net's
+            layouts, BN elsewhere; BN weights load into them, IBN-b's new InstanceNorms starting
+            as identity-affine), ``mixstyle`` (BN with MixStyle after layer1–3).
         weights: ``None`` for random init; a torchvision weights name (``"IMAGENET1K_V1"`` or
             ``"DEFAULT"``), fetched by torchvision (cached under ``$TORCH_HOME``); ``"embedded"``,
             the demo's offline stand-in (width 8, small input; :mod:`dabin.models.pretrained`); or the path of
@@ -65,11 +73,14 @@ def resnet18(
         raise DabinError(f"width must be a positive number of channels, got {width}")
     if num_classes < 0:
         raise DabinError(f"num_classes must be >= 0 (0 = features only), got {num_classes}")
-    model = ResNet18(width, small_input, norm_layer(norm))
+    spec = NORM_SPECS[norm]
+    model = ResNet18(width, small_input, norm_layer(norm), ibn=_IBN_LAYOUTS.get(spec.layout or ""))
     if weights is not None:
         if width != 64 and not is_weights_file(weights) and os.fspath(weights) != EMBEDDED_WEIGHTS:
             raise DabinError(f"torchvision's weights need width 64, got width={width} with weights={str(weights)!r}")
         load_weights(model, weights, unfitting_stem=small_input)
+    if spec.mixstyle:
+        insert_mixstyle(model)  # forward hooks: the state dict's keys stay torchvision's
     if num_classes != 1000:
         model.fc = nn.Linear(model.num_features, num_classes) if num_classes else nn.Identity()
     return model
@@ -112,6 +123,14 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, unfitting
     tracked = [k for k in expected if k.endswith(".num_batches_tracked")]
     if not any(k in state for k in tracked):
         skip = (*skip, *tracked)
+    # IBN-b's InstanceNorms: the stem's takes the BN's affine but keeps no statistics; those after
+    # the residual additions are new layers, left identity-affine (weight 1, bias 0) as at init.
+    for prefix in _instance_norms(model):
+        state = {k: v for k, v in state.items() if not (k.startswith(prefix) and k[len(prefix):] in _STATISTICS)}
+        if not any(k.startswith(prefix) for k in state):
+            skip = (*skip, *(k for k in expected if k.startswith(prefix)))
+    # A lab layer fills from BatchNorm's state what BatchNorm has not (a switch, target statistics).
+    skip = (*skip, *filled_by_layers(model))
     # A BIN checkpoint's gates are not part of a BN/IN/BN+IN model; everything else must match.
     state = {k: v for k, v in state.items() if k in expected or not k.endswith(".gate")}
     missing = [k for k in expected if k not in state and k not in skip and not k.endswith(".gate")]
@@ -126,6 +145,16 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], *, unfitting
             hint = " (the embedded weights are a small-input ResNet-18 of width 8: --model.width 8 --model.small_input true)"
         raise DabinError(f"weights {str(weights)!r} do not fit a {_ARCH_NAMES.get(arch, arch)}: {'; '.join(parts)}{hint}")
     model.load_state_dict(state, strict=False)
+
+
+#: A BatchNorm's statistics, which an InstanceNorm taking its place does not keep.
+_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _instance_norms(model: nn.Module) -> list[str]:
+    """The state-dict prefixes (``layer1.1.IN.``) of the model's affine InstanceNorm2d layers."""
+    return [f"{name}." for name, module in model.named_modules()
+            if isinstance(module, nn.InstanceNorm2d) and module.affine and not module.track_running_stats]
 
 
 def is_weights_file(weights: str | os.PathLike[str]) -> bool:

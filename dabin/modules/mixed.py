@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
-from dabin.nn import GateLrBase, NormName, check_norm
+from dabin.nn import NORM_SPECS, GateLrBase, NormName, check_norm
 from dabin.modules.base import Batch, DomainModule
 from dabin.schedules import step_decay_factor
 
@@ -28,7 +28,8 @@ class MixedDomainClassifier(DomainModule):
 
     Args:
         num_classes: Number of classes (linked from the data module by the CLI).
-        norm: ``bn``, ``in``, ``bnin`` or ``bin``.
+        norm: A name of :data:`dabin.nn.NORMS` but the per-domain ones (``dsbin``, ``transnorm``): a
+            mixed batch is not split by domain here.
         backbone: ``resnet18`` (the paper's), another of torchvision's ResNet family (``resnet50``,
             ``resnext50_32x4d``, ``wide_resnet50_2``, ...; see :data:`dabin.models.RESNETS`) or the
             class path of any model whose classifier is ``fc``; its normalization layers become ``norm``.
@@ -62,7 +63,9 @@ class MixedDomainClassifier(DomainModule):
         lr_milestones: Sequence[int] = (30, 60),
     ) -> None:
         super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
-        check_norm(norm)
+        if NORM_SPECS[check_norm(norm)].domains is not None:
+            raise DabinError(f"norm {norm} keeps statistics per domain of a source -> target task; the mixed-domain "
+                             "classifier trains on one batch of every domain (use a transfer task, or another norm)")
         if any(m < 0 for m in lr_milestones):
             raise DabinError(f"lr_milestones must be epochs >= 0, got {list(lr_milestones)}")
         self.save_hyperparameters()

@@ -35,8 +35,10 @@ from torch import Tensor, nn
 from dabin.errors import DabinError
 from dabin.models import WeightsArg, build_backbone
 from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_method
-from dabin.nn import (NORM_STATS_ESTIMATES, GateLrBase, NormName, NormStatsEstimate, add_domain_stats, check_norm,
+from dabin.nn import (NORM_SPECS, NORM_STATS_ESTIMATES, DomainNeed, GateLrBase, NormName, NormStatsEstimate,
+                      TransNorm2d, add_domain_stats, check_norm, domain_split, eval_statistics, insert_mixstyle,
                       recalibrate_norm_stats, target_stats)
+from dabin.nn.mixstyle import MixStyleMode
 from dabin.modules.base import Batch, DomainModule
 from dabin.schedules import dann_lr_factor, progress
 from dabin.record import EvaluationPoint
@@ -69,7 +71,18 @@ class TransferModule(DomainModule):
 
     Args:
         num_classes: Number of classes (linked from the data module by the CLI).
-        norm: ``bn``, ``in``, ``bnin`` or ``bin`` in every normalization layer of the backbone.
+        norm: A name of :data:`dabin.nn.NORMS` for every normalization layer of the backbone:
+            ``bn``, ``in``, ``bnin``, ``bin``, or the lab's ``dsbin`` (BIN with per-domain statistics
+            and gates: implies ``domain_stats: domain_specific``), ``switchable``, ``transnorm``
+            (per-domain statistics in one joint batch, source rows first: implies ``joint``),
+            ``ibn_a``, ``ibn_b`` (IBN-Net's layouts) and ``mixstyle`` (BN with MixStyle). dsbin and
+            transnorm need target batches (not ``source_only`` or ``adabn``).
+        mixstyle: MixStyle after layer1–3 of the backbone during training (:mod:`dabin.nn.mixstyle`),
+            with any norm: ``off``, ``random`` (partners drawn from the whole batch) or
+            ``crossdomain`` (source and target halves of the joint batch swap styles; needs equal
+            batch sizes). ``norm: mixstyle`` is BN with ``random`` unless this says otherwise.
+        mixstyle_p: Probability that a MixStyle layer mixes a batch (its paper's 0.5).
+        mixstyle_alpha: λ ~ Beta(α, α) (its paper's 0.1).
         backbone: ``resnet18`` (the paper's), another of torchvision's ResNet family (``resnet50``,
             ``resnext50_32x4d``, ``wide_resnet50_2``, ...; see :data:`dabin.models.RESNETS`) or the
             class path of any model whose classifier is ``fc``; its normalization layers become ``norm``.
@@ -110,7 +123,8 @@ class TransferModule(DomainModule):
             ``separate`` (a pass per domain, each normalized by its own batch statistics, as Dassl
             and pytorch-adapt do) or ``domain_specific`` (separate passes, and each domain keeps its
             own running statistics, DSBN-style: the target's are used to test on the target).
-            Affine weights and BIN gates are shared in every case.
+            Affine weights and BIN gates are shared in every case (but dsbin's gates). None: the
+            norm's own (``domain_specific`` for dsbin), else ``joint``.
         evaluation_points: How many times, evenly over training (the last at its end), to score the
             model with every unsupervised validator (:mod:`dabin.selection`) and record, apart and
             labelled oracle, its target test accuracy; stored in ``metrics.json``
@@ -124,6 +138,9 @@ class TransferModule(DomainModule):
         self,
         num_classes: int = 65,
         norm: NormName = "bin",
+        mixstyle: MixStyleMode = "off",
+        mixstyle_p: float = 0.5,
+        mixstyle_alpha: float = 0.1,
         backbone: str = "resnet18",
         weights: WeightsArg = None,
         small_input: bool = False,
@@ -145,7 +162,7 @@ class TransferModule(DomainModule):
         target_norm_stats: bool = False,
         norm_stats_estimate: NormStatsEstimate = "population",
         method: MethodName | MethodFactory | None = None,
-        domain_stats: DomainStats = "joint",
+        domain_stats: DomainStats | None = None,
         evaluation_points: int = 5,
         evaluation_target_images: int | None = 1000,
     ) -> None:
@@ -159,7 +176,17 @@ class TransferModule(DomainModule):
             raise DabinError(f"adaptation: false (the older spelling of method: source_only) contradicts method "
                              f"{method if isinstance(method, str) else 'given by class'}; drop adaptation")
         self.save_hyperparameters(ignore=["method"])
-        self.backbone = build_backbone(backbone, norm=norm, weights=weights, small_input=small_input, width=width)
+        spec = NORM_SPECS[norm]
+        if mixstyle not in get_args(MixStyleMode):
+            raise DabinError(f"unknown mixstyle {mixstyle!r}; expected one of {', '.join(get_args(MixStyleMode))}")
+        # norm mixstyle is BatchNorm with MixStyle (random unless --model.mixstyle says otherwise),
+        # inserted here with this module's p and alpha rather than by the builder's defaults.
+        mix = "random" if spec.mixstyle and mixstyle == "off" else mixstyle
+        self.backbone = build_backbone(backbone, norm="bn" if spec.mixstyle else norm, weights=weights,
+                                       small_input=small_input, width=width)
+        if mix != "off":
+            insert_mixstyle(self.backbone, p=mixstyle_p, alpha=mixstyle_alpha, mix=mix)
+        self.mixstyle = mix
         # BatchNorm keeps the bottleneck centred, so the reversed gradient cannot push every ReLU
         # input below zero and silence both heads (the Transfer-Learning-Library's bottleneck too).
         self.bottleneck = nn.Sequential(nn.Linear(self.backbone.num_features, bottleneck_dim),
@@ -177,8 +204,15 @@ class TransferModule(DomainModule):
             self.method_name = self.adaptation_loss.method_name
         # Recorded by name (a class path for a loss of one's own), so a checkpoint rebuilds the method.
         self.hparams["method"] = self.method_name
-        if domain_stats not in get_args(DomainStats):
-            raise DabinError(f"unknown domain_stats {domain_stats!r}; expected one of {', '.join(get_args(DomainStats))}")
+        domain_stats = self._resolve_domain_stats(norm, spec.domains, domain_stats)
+        if spec.domains is not None and self.adaptation_loss is None:
+            raise DabinError(f"norm {norm} needs target batches in training (per-domain statistics); method "
+                             f"{self.method_name} passes none")
+        if mix == "crossdomain" and (self.adaptation_loss is None or domain_stats != "joint"):
+            raise DabinError("mixstyle crossdomain mixes the source and target halves of the joint batch; it needs a "
+                             "method with target batches and domain_stats joint (or use mixstyle random)")
+        if spec.domains == "source_then_target" and target_norm_stats:
+            raise DabinError(f"target_norm_stats re-estimates the target statistics that norm {norm} already keeps")
         if domain_stats != "joint" and self.adaptation_loss is None:
             raise DabinError(f"domain_stats {domain_stats} needs target batches in training; method "
                              f"{self.method_name} passes none (use joint)")
@@ -189,8 +223,15 @@ class TransferModule(DomainModule):
             raise DabinError(f"unknown norm_stats_estimate {norm_stats_estimate!r}; expected one of "
                              f"{', '.join(NORM_STATS_ESTIMATES)}")
         self.domain_stats = domain_stats
+        self.norm_domains = spec.domains
         if domain_stats == "domain_specific":
-            add_domain_stats(self)  # every norm layer, the bottleneck's too
+            add_domain_stats(self, gates=norm == "dsbin")  # every norm layer, the bottleneck's too
+        if spec.domains == "source_then_target":
+            # Outside target_context() (source validation) TransNorm normalizes with the source's
+            # statistics, as a domain_specific model does; the target's sets go through target_context().
+            for layer in self.modules():
+                if isinstance(layer, TransNorm2d):
+                    layer.eval_domain = "source"
         self.backbone_lr_mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if weights else 1.0)
         if evaluation_points < 0:
             raise DabinError(f"evaluation_points must be >= 0, got {evaluation_points}")
@@ -211,9 +252,29 @@ class TransferModule(DomainModule):
         """Class logits from bottleneck features."""
         return self.classifier(features)
 
-    def target_context(self) -> contextlib.AbstractContextManager[None]:
-        """With ``domain_specific`` statistics, target images are evaluated with the target's."""
-        return target_stats(self) if self.domain_stats == "domain_specific" else contextlib.nullcontext()
+    def target_context(self) -> contextlib.AbstractContextManager[Any]:
+        """Target images are evaluated with the target's statistics where the model keeps them per domain."""
+        if self.domain_stats == "domain_specific":
+            return target_stats(self)
+        if self.norm_domains == "source_then_target":
+            return eval_statistics(self, "target")
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def _resolve_domain_stats(norm: str, need: DomainNeed | None, domain_stats: DomainStats | None) -> DomainStats:
+        """``domain_stats`` as given, or the norm's own: ``domain_specific`` for dsbin, else ``joint``."""
+        if domain_stats is not None and domain_stats not in get_args(DomainStats):
+            raise DabinError(f"unknown domain_stats {domain_stats!r}; expected one of {', '.join(get_args(DomainStats))}")
+        wanted: DomainStats = {"domain_specific": "domain_specific", "source_then_target": "joint"}.get(
+            need or "", "joint")  # type: ignore[assignment]
+        if domain_stats is None:
+            return wanted
+        if need is not None and domain_stats != wanted:
+            raise DabinError(f"norm {norm} needs domain_stats {wanted} ("
+                             + ("per-domain statistics and gates" if need == "domain_specific" else
+                                "it splits the joint batch into source and target itself")
+                             + f"), got {domain_stats}; leave domain_stats out")
+        return domain_stats
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """At an evaluation point, score the model with every validator (and the oracle, kept apart)."""
@@ -300,7 +361,7 @@ class TransferModule(DomainModule):
         name = self._names("test")[dataloader_idx] if dataloader_idx < len(self._names("test")) else ""
         datamodule = self.trainer.datamodule
         target = isinstance(datamodule, TransferDataModule) and name.split("/", 1)[0] == datamodule.target_name
-        with target_stats(self) if self.domain_stats == "domain_specific" and target else contextlib.nullcontext():
+        with self.target_context() if target else contextlib.nullcontext():
             super().test_step(batch, batch_idx, dataloader_idx)
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
@@ -319,7 +380,12 @@ class TransferModule(DomainModule):
         target_images = batch["target"][0]
         n_source = source_images.shape[0]
         if self.domain_stats == "joint":
-            features = self.bottleneck(self.backbone(torch.cat([source_images, target_images])))
+            if self.mixstyle == "crossdomain" and n_source != target_images.shape[0]:
+                raise DabinError(f"mixstyle crossdomain needs source and target batches of one size, got {n_source} "
+                                 f"and {target_images.shape[0]}")
+            # TransNorm layers take the first n_source rows as the source's (a no-op without them).
+            with domain_split(self, n_source):
+                features = self.bottleneck(self.backbone(torch.cat([source_images, target_images])))
         else:
             # Two passes: each domain's batch normalized by its own batch statistics; with
             # domain_specific, the target's also kept in (and evaluated with) its own running ones.

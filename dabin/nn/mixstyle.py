@@ -46,6 +46,7 @@ __all__ = [
     "MIXSTYLE_ATTR",
     "MIX_METHODS",
     "MixMethod",
+    "MixStyleMode",
     "MixStyle",
     "insert_mixstyle",
     "mixstyle_disabled",
@@ -55,6 +56,8 @@ __all__ = [
 
 #: How the partner ``x̃`` of each sample is chosen (see :class:`MixStyle`).
 MixMethod = Literal["random", "crossdomain"]
+#: A module's MixStyle setting: none, or one of :data:`MixMethod`.
+MixStyleMode = Literal["off", "random", "crossdomain"]
 #: The values of :data:`MixMethod`.
 MIX_METHODS: tuple[str, ...] = get_args(MixMethod)
 #: The official default insertion points (Dassl's ``resnet{18,50,101}_ms_l123``, used for PACS).

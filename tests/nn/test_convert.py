@@ -103,7 +103,7 @@ def test_norm_layer_factory():
     assert norm_layer("bn") is nn.BatchNorm2d
     layer = norm_layer("bnin")(7)
     assert isinstance(layer, BatchInstanceNorm2d) and not layer.learn_gate
-    assert set(NORMS) == {"bn", "in", "bnin", "bin"}
+    assert set(NORMS) == {"bn", "in", "bnin", "bin", "dsbin", "switchable", "transnorm", "ibn_a", "ibn_b", "mixstyle"}
 
 
 def test_bad_inputs_name_the_value():

@@ -1,0 +1,213 @@
+"""Instance-Batch Normalization, IBN-Net-a's layer (Pan, Luo, Shi & Tang, ECCV 2018).
+
+"Two at Once: Enhancing Learning and Generalization Capacities via IBN-Net", arXiv:1807.09441.
+IBN-Net puts Instance Normalization (IN) beside Batch Normalization (BN) in the shallow part of a
+network: IN removes per-image appearance (colour, style, contrast), BN keeps the content
+information that tells classes apart. IBN-a's layer normalizes part of the channels of one
+activation with IN and the rest with BN.
+
+Layout, as the official code has it (github.com/XingangPan/IBN-Net at commit d167338,
+``ibnnet/modules.py``, class ``IBN``): over ``C`` channels, ``half = int(C * ratio)`` (ratio 0.5,
+rounded down) channels come **first** and are instance-normalized with a learned affine
+(``InstanceNorm2d(half, affine=True)``: no running statistics, so instance statistics in eval
+too); the remaining ``C - half`` channels are batch-normalized (``BatchNorm2d(C - half)``: running
+statistics in eval). :class:`IBN` computes exactly that but holds BatchNorm's own parameters and
+buffers over all ``C`` channels instead of two submodules, so a BatchNorm2d state dict of the same
+layer loads into it strictly, which is what starting IBN-Net from published BN weights needs.
+:func:`official_ibn_state_dict` converts the official checkpoints' ``IN.*``/``BN.*`` keys.
+Where the network puts these layers: :class:`dabin.models.architecture.ResNet18` (``ibn="a"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dabin.errors import DabinError
+
+__all__ = ["IBN", "official_ibn_state_dict"]
+
+_IN_WEIGHT = "IN.weight"
+_BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+class IBN(nn.BatchNorm2d):
+    """IBN-a's Instance-Batch Normalization over ``(N, C, H, W)``: IN on the first channels, BN on the rest.
+
+    With ``half = int(num_features * ratio)``:
+
+    * channels ``[0, half)``: instance normalization (statistics of each sample's ``H × W`` map,
+      in train and eval mode alike) followed by the affine map ``weight[:half]``, ``bias[:half]``;
+    * channels ``[half, C)``: batch normalization with ``weight[half:]``, ``bias[half:]`` and the
+      running statistics ``running_mean[half:]``, ``running_var[half:]`` (batch statistics in
+      training, running ones in eval, exactly as :class:`torch.nn.BatchNorm2d`, ``momentum=None``
+      included).
+
+    ``weight``, ``bias``, ``running_mean``, ``running_var`` and ``num_batches_tracked`` are
+    BatchNorm's, over all ``C`` channels, so ``isinstance(layer, nn.BatchNorm2d)`` holds and a
+    BatchNorm2d state dict of ``C`` channels loads strictly. The running statistics of the IN
+    channels, ``running_mean[:half]`` and ``running_var[:half]``, are kept (at their initial or
+    loaded values) but never read nor updated; ``num_batches_tracked`` counts the BN part's
+    training steps. At construction ``weight`` is 1 and ``bias`` 0, as the official code sets them.
+
+    Where this differs from the official ``IBN`` module (``ibnnet/modules.py``): the official one
+    holds two submodules, ``IN`` (``half`` channels) and ``BN`` (``C - half``), hence other state
+    dict keys (:func:`official_ibn_state_dict` maps them); and it splits with
+    ``torch.split(x, half, 1)``, chunks of ``half`` channels, which only works when
+    ``C - half <= half`` (an odd ``C`` at ratio 0.5 makes a third chunk and fails), where this
+    layer splits at ``half`` for any ``C``. The numbers are those of ``F.instance_norm`` and
+    ``F.batch_norm``: statistics in float32 for bf16/fp16 input with float32 parameters (the
+    running statistics stay float32). The output keeps the input's memory format (e.g.
+    channels_last).
+
+    Args:
+        num_features: ``C``.
+        ratio: Fraction of the channels that are instance-normalized (0.5 in IBN-Net); the count
+            is rounded down.
+        eps: Added to both variances.
+        momentum: The BN part's running-statistics factor (``None``: cumulative average).
+        affine: Learn ``weight`` and ``bias`` (IBN-Net always does).
+        track_running_stats: Keep running statistics for the BN part (otherwise batch statistics
+            in eval too).
+        device: Where to allocate the parameters and buffers.
+        dtype: Their dtype.
+
+    Attributes:
+        ratio: As given.
+        half: Number of instance-normalized channels, the first ones.
+
+    Raises:
+        DabinError: ``ratio`` outside ``[0, 1]``.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        ratio: float = 0.5,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if not 0.0 <= ratio <= 1.0:
+            raise DabinError(f"IBN ratio must lie in [0, 1] (the fraction of channels under IN), got {ratio}")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.ratio = float(ratio)
+        self.half = int(num_features * ratio)
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Normalize the first ``half`` channels per instance and the others per batch.
+
+        Args:
+            input: ``(N, C, H, W)``; any floating dtype, any memory format.
+
+        Returns:
+            The normalized tensor, same shape, dtype and memory format.
+        """
+        self._check_input_dim(input)
+        # Running-statistics bookkeeping mirrors nn.modules.batchnorm._BatchNorm.forward.
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        keep_running = not self.training or self.track_running_stats
+        half, channels = self.half, self.num_features
+        out = torch.empty_like(input)  # keeps the memory format; each part is written into it
+        if half > 0:
+            out[:, :half] = F.instance_norm(
+                input[:, :half], None, None, _part(self.weight, 0, half), _part(self.bias, 0, half),
+                use_input_stats=True, momentum=0.0, eps=self.eps,
+            )
+        if half < channels:
+            # Slices of the 1-d buffers are views: F.batch_norm updates the BN channels in place.
+            running_mean = self.running_mean if keep_running else None
+            running_var = self.running_var if keep_running else None
+            out[:, half:] = F.batch_norm(
+                input[:, half:], _part(running_mean, half, channels), _part(running_var, half, channels),
+                _part(self.weight, half, channels), _part(self.bias, half, channels),
+                use_batch_stats, momentum, self.eps,
+            )
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, ratio={self.ratio:g}, half={self.half}"
+
+
+def _part(tensor: Tensor | None, start: int, stop: int) -> Tensor | None:
+    return None if tensor is None else tensor[start:stop]
+
+
+def official_ibn_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Map a state dict with the official IBN-Net layout onto :class:`IBN`'s keys.
+
+    The official ``IBN`` module (XingangPan/IBN-Net, ``ibnnet/modules.py``) stores
+    ``P.IN.weight``, ``P.IN.bias`` (``half`` channels) and ``P.BN.weight``, ``P.BN.bias``,
+    ``P.BN.running_mean``, ``P.BN.running_var``, ``P.BN.num_batches_tracked`` (``C - half``); they
+    become ``P.weight`` and ``P.bias`` (IN's entries first, then BN's), ``P.running_mean`` and
+    ``P.running_var`` (the IN channels get 0 and 1, BatchNorm's initial values, which IBN never
+    reads) and ``P.num_batches_tracked`` (BN's), where ``P.IN.weight`` was. A prefix is converted
+    only when it has both an ``IN.weight`` and ``BN.*`` keys, so IBN-b's post-addition
+    ``layerX.Y.IN.*`` (a plain InstanceNorm2d, its keys already those of
+    :class:`dabin.models.architecture.ResNet18`) and every other key pass through unchanged, in
+    their order.
+
+    The split point is read from the tensors (``IN.weight``'s length), which a state dict cannot
+    tell the receiving layer: load the result into :class:`IBN` layers whose ``half`` is that
+    length (ratio 0.5, as in every published IBN-Net model).
+
+    Args:
+        state_dict: E.g. ``torch.load("resnet18_ibn_a-2f571257.pth")``.
+
+    Returns:
+        A new dict (the tensors of unconverted keys are the same objects).
+
+    Raises:
+        DabinError: A converted prefix lacks one of ``IN.bias``, ``BN.weight``, ``BN.bias``,
+            ``BN.running_mean`` or ``BN.running_var``.
+    """
+    prefixes = []
+    for key in state_dict:
+        if key == _IN_WEIGHT or key.endswith("." + _IN_WEIGHT):
+            prefix = key[: -len(_IN_WEIGHT)]
+            if any(f"{prefix}BN.{name}" in state_dict for name in _BN_KEYS):
+                prefixes.append(prefix)
+    needed = ("IN.bias", "BN.weight", "BN.bias", "BN.running_mean", "BN.running_var")
+    lacking = [p + k for p in prefixes for k in needed if p + k not in state_dict]
+    if lacking:
+        raise DabinError(f"official IBN state dict lacks {', '.join(lacking[:3])}"
+                         f"{' and more' if len(lacking) > 3 else ''}")
+    converted = {f"{p}{part}.{name}" for p in prefixes for part in ("IN", "BN") for name in _BN_KEYS}
+    starts = {p + _IN_WEIGHT: p for p in prefixes}
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        if key in starts:
+            out.update(_merged(state_dict, starts[key]))
+        elif key not in converted:
+            out[key] = value
+    return out
+
+
+def _merged(state_dict: Mapping[str, Tensor], p: str) -> dict[str, Tensor]:
+    """One official IBN's keys (prefix ``p``) as BatchNorm keys over all its channels."""
+    in_weight, bn_mean = state_dict[p + "IN.weight"], state_dict[p + "BN.running_mean"]
+    half = in_weight.shape[0]
+    # An IN with running statistics is not IBN-Net's; if there are some they are kept (unread).
+    in_mean = state_dict.get(p + "IN.running_mean", bn_mean.new_zeros(half))
+    in_var = state_dict.get(p + "IN.running_var", bn_mean.new_ones(half))
+    merged = {
+        p + "weight": torch.cat([in_weight, state_dict[p + "BN.weight"].to(in_weight)]),
+        p + "bias": torch.cat([state_dict[p + "IN.bias"], state_dict[p + "BN.bias"].to(in_weight)]),
+        p + "running_mean": torch.cat([in_mean.to(bn_mean), bn_mean]),
+        p + "running_var": torch.cat([in_var.to(bn_mean), state_dict[p + "BN.running_var"].to(bn_mean)]),
+    }
+    tracked = state_dict.get(p + "BN.num_batches_tracked")
+    if tracked is not None:
+        merged[p + "num_batches_tracked"] = tracked
+    return merged
