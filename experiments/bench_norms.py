@@ -128,7 +128,7 @@ def main() -> None:
     for norm in STEP_NORMS:
         print(f"| {norm} | {steps[norm] * 1e3:.0f} | {steps[norm] / steps['bn']:.2f}x |")
     over = {name: ratio for name, ratio in worst.items() if ratio > TRAIN_TARGET}
-    print(f"\nlayer training, worst ratio to BN: " + ", ".join(f"{n} {r:.2f}x" for n, r in worst.items() if n != "bn")
+    print("\nlayer training, worst ratio to BN: " + ", ".join(f"{n} {r:.2f}x" for n, r in worst.items() if n != "bn")
           + (f"; over {TRAIN_TARGET}x: {', '.join(over)}" if over else f"; all within {TRAIN_TARGET}x"))
 
 
