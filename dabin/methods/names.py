@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["RUN_KINDS", "TRANSFER_METHODS", "RunKind"]
+__all__ = ["RUN_KINDS", "SOURCE_BATCH_ONLY", "TRANSFER_METHODS", "RunKind"]
 
 #: In the order tables show them: the baseline first, then DANN (the paper's), then the others.
 TRANSFER_METHODS: tuple[str, ...] = ("source_only", "dann", "adabn", "cdan", "cdan_e", "mcc", "mdd", "dan", "bnm")
@@ -17,3 +17,5 @@ TRANSFER_METHODS: tuple[str, ...] = ("source_only", "dann", "adabn", "cdan", "cd
 RunKind = Literal["transfer", "mixed"]
 #: Every method a sweep can run, with its kind.
 RUN_KINDS: dict[str, RunKind] = {**dict.fromkeys(TRANSFER_METHODS, "transfer"), "mixed": "mixed"}
+#: The transfer methods whose training passes no target batch (they add no adaptation loss).
+SOURCE_BATCH_ONLY: tuple[str, ...] = ("source_only", "adabn")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dabin.methods.names import RUN_KINDS, TRANSFER_METHODS
+from dabin.methods.names import RUN_KINDS, SOURCE_BATCH_ONLY, TRANSFER_METHODS
 from dabin.record.metrics import RecordError
 from dabin.record.run import Request, hparam_text
 from dabin.sweep.spec import SweepSpec
@@ -97,6 +97,15 @@ class Job(Request):
             raise RecordError(f"a job's fields have the wrong shape ({error!r})") from None
 
 
+def _trainable(method: str, norm: str) -> bool:
+    """Whether ``norm`` can train under ``method`` (a per-domain norm needs target batches)."""
+    from dabin.nn.convert import NORM_SPECS
+
+    if NORM_SPECS[norm].domains is None:
+        return True
+    return RUN_KINDS[method] == "transfer" and method not in SOURCE_BATCH_ONLY
+
+
 def planned(jobs: Sequence[Job]) -> list[tuple[str, Request]]:
     """(run folder name, request) per job: what :func:`dabin.record.read_runs` reads a sweep folder by."""
     return [(job.name, job) for job in jobs]
@@ -105,7 +114,10 @@ def planned(jobs: Sequence[Job]) -> list[tuple[str, Request]]:
 def expand_jobs(spec: SweepSpec) -> list[Job]:
     """All jobs of a spec, in a stable order (method, task or fold, norm, seed).
 
-    BN and BIN of one task sit next to each other, so a partial sweep has comparable pairs.
+    BN and BIN of one task sit next to each other, so a partial sweep has comparable pairs. A norm
+    that keeps statistics per domain (``dsbin``, ``transnorm``: :data:`dabin.nn.NORM_SPECS`) runs
+    only with the methods that train on target batches, and not with the mixed-domain method:
+    the other pairs are left out of the spec's runs rather than failed.
 
     Args:
         spec: The (possibly narrowed) spec.
@@ -127,6 +139,8 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
         for place in places:
             for hparams in settings:
                 for norm in spec.norms:
+                    if not _trainable(method, norm):
+                        continue
                     for seed in spec.seeds:
                         jobs.append(Job(method=method, norm=norm, seed=seed, config=config, config_file=config_file,
                                         extra=spec.extra, shared_config=shared, hparams=hparams, **place))

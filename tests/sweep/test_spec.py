@@ -134,3 +134,9 @@ def test_hyper_parameter_axes_multiply_the_runs_of_their_methods(tmp_path):
     plain = dataclasses.replace(job, hparams=())
     assert "hparams" not in plain.identity() and plain.name.startswith("dann_bn_Aa-Bb_s0_")
     assert spec.fingerprint() == load_spec(write_spec(tmp_path / "b", TINY_SPEC)).fingerprint()
+
+
+def test_per_domain_norms_run_only_with_methods_that_train_on_target_batches(tmp_path):
+    spec = load_spec(write_spec(tmp_path, TINY_SPEC.replace("norms: [bn, bin]", "norms: [bn, transnorm, dsbin]")))
+    pairs = {(job.method, job.norm) for job in expand_jobs(spec)}
+    assert pairs == {("dann", "bn"), ("dann", "transnorm"), ("dann", "dsbin"), ("source_only", "bn"), ("mixed", "bn")}
