@@ -14,6 +14,8 @@ from dabin.report.tables import TransferTable, transfer_table
 __all__ = ["TABLE4", "section"]
 
 TABLE4 = "table4.csv"
+#: Paired comparisons shown side by side in one per-task table.
+PER_TASK_COLUMNS = 6
 
 
 def section(inputs: ReportInputs) -> Part:
@@ -73,10 +75,14 @@ def _paired_section(comparisons: Sequence[PairedComparison], table: TransferTabl
     rows = [[f"{_column_text(c.treatment)} − {_column_text(c.baseline)}", str(len(c.differences)),
              c.stats.format() if c.stats else "—", f"{c.wins} / {c.losses}", c.verdict] for c in comparisons]
     lines += [*md_table(header, rows), "", "Per task (mean difference over the task's paired seeds):", ""]
-    header = ["Per task", *(f"{_column_text(c.treatment)} − {_column_text(c.baseline)}" for c in comparisons)]
-    rows = [[table.label(task), *(f"{c.per_task[task]:+.2f}" if task in c.per_task else "—" for c in comparisons)]
-            for task in table.tasks]
-    return [*lines, *md_table(header, rows), ""]
+    # At most PER_TASK_COLUMNS comparisons side by side: a lab sweep has dozens.
+    for start in range(0, len(comparisons), PER_TASK_COLUMNS):
+        shown = comparisons[start:start + PER_TASK_COLUMNS]
+        header = ["Per task", *(f"{_column_text(c.treatment)} − {_column_text(c.baseline)}" for c in shown)]
+        rows = [[table.label(task), *(f"{c.per_task[task]:+.2f}" if task in c.per_task else "—" for c in shown)]
+                for task in table.tasks]
+        lines += [*md_table(header, rows), ""]
+    return lines
 
 
 def _transfer_bars(table: TransferTable) -> dict[str, bytes]:
