@@ -6,11 +6,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install test demo bench rehearsal clean
 
+# The install's seconds go to .venv/.install_seconds, which `make demo` reports (and then removes).
 $(STAMP): pyproject.toml
+	@date +%s > .install_started
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,slurm]'
 	touch $(STAMP)
+	@echo $$(( $$(date +%s) - $$(cat .install_started) )) > $(VENV)/.install_seconds; rm -f .install_started
 
 install: $(STAMP)
 

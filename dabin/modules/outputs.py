@@ -68,6 +68,7 @@ class RunSummary(pl.Callback):
         self.seed = seed
         self._fit_started: float | None = None
         self.fit_seconds = 0.0
+        self._test_started: float | None = None
         self.source_val: SourceVal | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -86,7 +87,11 @@ class RunSummary(pl.Callback):
         if self._fit_started is not None:
             self.fit_seconds += time.monotonic() - self._fit_started
 
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._test_started = time.monotonic()
+
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        test_seconds = time.monotonic() - self._test_started if self._test_started is not None else None
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
         if not isinstance(pl_module, DomainModule):
@@ -111,6 +116,8 @@ class RunSummary(pl.Callback):
             seed=self.seed,
             steps=trainer.global_step,
             time_s=round(self.fit_seconds, 2),
+            evaluation_s=round(pl_module.evaluation_seconds, 2) if isinstance(pl_module, TransferModule) else None,
+            test_s=round(test_seconds, 2) if test_seconds is not None else None,
             batch=batch_record(trainer, pl_module),
             gate_lr=gate_lr_record(trainer, pl_module),
             source_val=self.source_val,

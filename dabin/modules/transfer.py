@@ -25,6 +25,7 @@ images pass through the network and the domain branch is unused.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
@@ -238,6 +239,8 @@ class TransferModule(DomainModule):
         if evaluation_target_images is not None and evaluation_target_images < 2:
             raise DabinError(f"evaluation_target_images must be >= 2 (or null for all), got {evaluation_target_images}")
         self.evaluation_records: list[EvaluationPoint] = []
+        #: Seconds spent scoring evaluation points (part of the fit's time).
+        self.evaluation_seconds = 0.0
         self._evaluation_steps: frozenset[int] = frozenset()
 
     def forward(self, images: Tensor) -> Tensor:
@@ -285,6 +288,7 @@ class TransferModule(DomainModule):
             return  # one process scores whole splits; only its record is written
         if any(point.step == self.global_step for point in self.evaluation_records):
             return  # accumulated gradients: several batches end on one step
+        started = time.monotonic()
         was_training = self.training
         self.eval()
         # A data loader's iterator draws its base seed from torch's global generator: forked, so
@@ -296,6 +300,7 @@ class TransferModule(DomainModule):
         finally:
             self.train(was_training)
         self.evaluation_records.append(point)
+        self.evaluation_seconds += time.monotonic() - started
 
     def on_fit_start(self) -> None:
         """The steps of the evaluation points, once the trainer knows the run's length."""

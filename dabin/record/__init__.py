@@ -6,18 +6,20 @@
   the run stands, what it measured; read from a run folder.
 - :mod:`dabin.record.table`: ``results.csv``, the flat view of the runs, and runs rebuilt from it.
 - :mod:`dabin.record.manifest`: ``sweep.json``, the runs a sweep folder is for.
+- :mod:`dabin.record.timings`: ``timings.json``, where a demo's time went.
 
 The trainer and the sweep write these files; ``results.csv`` and the report read runs through this
 package and nothing of the sweep.
 """
 
-from dabin.record.files import (DONE, FAILED, GATES, JOB, LOG, MANIFEST, METRICS, REPORT, RESULTS, RunState,
+from dabin.record.files import (DONE, FAILED, GATES, JOB, LOG, MANIFEST, METRICS, REPORT, RESULTS, TIMINGS, RunState,
                                 failure_reason, run_state)
 from dabin.record.manifest import Manifest
 from dabin.record.metrics import (LEGACY_MIXVAL, BatchRecord, EvaluationPoint, GateLrRecord, RecordError, RunRecord,
                                   SourceVal, TestResult)
 from dabin.record.run import Request, Run, RunStatus, Scalar, format_hparams, hparam_text, read_runs
 from dabin.record.table import COLUMNS, read_results, result_rows, runs_from_rows, write_results
+from dabin.record.timings import PHASES, Timings
 
 __all__ = [
     "COLUMNS",
@@ -30,7 +32,9 @@ __all__ = [
     "MANIFEST",
     "METRICS",
     "REPORT",
+    "PHASES",
     "RESULTS",
+    "TIMINGS",
     "BatchRecord",
     "EvaluationPoint",
     "GateLrRecord",
@@ -44,6 +48,7 @@ __all__ = [
     "Scalar",
     "SourceVal",
     "TestResult",
+    "Timings",
     "failure_reason",
     "format_hparams",
     "hparam_text",

@@ -11,7 +11,7 @@ A run folder (``--trainer.default_root_dir``; in a sweep, one folder per job)::
     failed         marker holding the one-line reason of the last failure
 
 A sweep folder adds ``sweep.json`` (:class:`~dabin.record.manifest.Manifest`: spec, fingerprint,
-the runs it asks for), ``results.csv`` (:mod:`dabin.record.table`: one row per evaluated domain of
+the runs it asks for), ``timings.json`` (a demo's phases, :mod:`dabin.record.timings`), ``results.csv`` (:mod:`dabin.record.table`: one row per evaluated domain of
 every finished run, one per failed run) and the report's ``report.md``.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DONE", "FAILED", "GATES", "JOB", "LOG", "MANIFEST", "METRICS", "REPORT", "RESULTS", "RunState",
+__all__ = ["DONE", "FAILED", "GATES", "JOB", "LOG", "MANIFEST", "METRICS", "REPORT", "RESULTS", "TIMINGS", "RunState",
            "failure_reason", "run_state"]
 
 JOB = "job.json"
@@ -32,6 +32,7 @@ FAILED = "failed"
 MANIFEST = "sweep.json"
 RESULTS = "results.csv"
 REPORT = "report.md"
+TIMINGS = "timings.json"
 
 #: Where a run stands, from its markers: finished (``done``), failed at its last attempt, started, not started.
 RunState = Literal["done", "failed", "incomplete", "missing"]

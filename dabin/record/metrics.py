@@ -222,7 +222,9 @@ class RunRecord:
         fold: Held-out fold (mixed runs).
         seed: The run's seed.
         steps: Optimizer steps done.
-        time_s: Seconds spent in fitting.
+        time_s: Seconds spent in fitting (the evaluation points included).
+        evaluation_s: Of those, seconds spent scoring the evaluation points (transfer runs).
+        test_s: Seconds spent testing after the fit.
         batch: The batch one optimizer step saw.
         gate_lr: The BIN gates' learning rate (models with gates).
         source_val: Source validation accuracy at the last validation (transfer runs).
@@ -243,6 +245,8 @@ class RunRecord:
     seed: int | None = None
     steps: int | None = None
     time_s: float | None = None
+    evaluation_s: float | None = None
+    test_s: float | None = None
     batch: BatchRecord | None = None
     gate_lr: GateLrRecord | None = None
     source_val: SourceVal | None = None
@@ -293,6 +297,8 @@ class RunRecord:
                 seed=_field(data, "seed", int, where, optional=True),
                 steps=_field(data, "steps", int, where, optional=True),
                 time_s=_field(data, "time_s", (int, float), where, optional=True),
+                evaluation_s=_field(data, "evaluation_s", (int, float), where, optional=True),
+                test_s=_field(data, "test_s", (int, float), where, optional=True),
                 batch=BatchRecord(**batch) if batch is not None else None,
                 gate_lr=GateLrRecord(**gate_lr) if gate_lr is not None else None,
                 source_val=SourceVal(accuracy=float(source_val["accuracy"]), step=int(source_val["step"]))

@@ -126,6 +126,8 @@ class Run:
         points: The evaluation points of its record (none when read from ``results.csv``).
         steps: Steps it trained (None if not known).
         time_s: Seconds it spent fitting (None if not known).
+        evaluation_s: Of those, seconds scoring evaluation points (None if not recorded).
+        test_s: Seconds it spent testing (None if not recorded).
     """
 
     key: str
@@ -148,6 +150,8 @@ class Run:
     points: tuple[EvaluationPoint, ...] = ()
     steps: int | None = None
     time_s: float | None = None
+    evaluation_s: float | None = None
+    test_s: float | None = None
 
     @classmethod
     def asked(cls, key: str, request: Request, status: RunStatus, reason: str = "",
@@ -162,7 +166,8 @@ class Run:
                    domain_stats=(record.domain_stats or "") if record else "",
                    source_val=record.source_val.accuracy if record and record.source_val else None,
                    hparams=request.setting, points=record.evaluation_points if record else (),
-                   steps=record.steps if record else None, time_s=record.time_s if record else None)
+                   steps=record.steps if record else None, time_s=record.time_s if record else None,
+                   evaluation_s=record.evaluation_s if record else None, test_s=record.test_s if record else None)
 
     @classmethod
     def read(cls, run_dir: Path, request: Request) -> Run:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dabin.errors import DabinError
-from dabin.record import MANIFEST, RESULTS, Manifest, Request, Run, read_results, read_runs, runs_from_rows
+from dabin.record import (MANIFEST, RESULTS, Manifest, Request, Run, Timings, read_results, read_runs,
+                          runs_from_rows)
 from dabin.report.paper import PAPER_TASKS
 from datamodules.naming import domain_key, format_task
 
@@ -44,6 +45,7 @@ class Sweep:
         has_manifest: Whether ``sweep.json`` was there.
         spec: The spec file the sweep ran from (manifest), else None.
         from_records: Whether the runs were read from their records (else from ``results.csv``).
+        timings: Where a demo's time went (``timings.json``), else None.
     """
 
     folder: Path
@@ -55,6 +57,7 @@ class Sweep:
     has_manifest: bool
     spec: str | None = None
     from_records: bool = False
+    timings: Timings | None = None
 
 
 def _row_domains(rows: Sequence[dict[str, str]]) -> list[tuple[int, str]]:
@@ -146,7 +149,8 @@ def load_sweep(folder: str | Path) -> Sweep:
     return Sweep(folder=folder, name=(manifest.name if manifest else "") or folder.resolve().name,
                  dataset=dataset or ("officehome" if office_home else "custom"), domains=domains,
                  office_home=office_home, runs=tuple(runs), has_manifest=manifest is not None,
-                 spec=(manifest.spec or None) if manifest else None, from_records=from_records)
+                 spec=(manifest.spec or None) if manifest else None, from_records=from_records,
+                 timings=Timings.read(folder))
 
 
 def task_order(sweep: Sweep) -> list[tuple[str, str]]:

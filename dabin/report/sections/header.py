@@ -29,6 +29,7 @@ def _header(sweep: Sweep, headline: str = "") -> list[str]:
         f"- Folder: `{sweep.folder}`; dataset: {sweep.dataset} ({', '.join(sweep.domains)}); read from "
         + ("the run records (`results.csv` is their export)" if sweep.from_records else "`results.csv`"),
         f"- {runs}",
+        *([f"- Where the time went (`timings.json`): {sweep.timings.text()}"] if sweep.timings else []),
         f"- Model selection: {_model_selection(sweep.runs)}",
         *([f"- **Headline tables**: {headline}; see [Choosing without target labels](#choosing-without-target-labels)"]
           if headline else []),
