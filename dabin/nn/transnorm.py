@@ -45,7 +45,10 @@ from collections.abc import Iterator
 from typing import Any, Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dabin.nn.switchable import _centered_moments, _grad_sums, _graph_grads, _scale_shift, _scale_shift_
 
 __all__ = ["Domain", "TransNorm2d", "domain_split", "eval_statistics"]
 
@@ -62,6 +65,108 @@ def _alpha(mean_s: Tensor, var_s: Tensor, mean_t: Tensor, var_t: Tensor, eps: fl
     distance = (mean_s * torch.rsqrt(var_s + eps) - mean_t * torch.rsqrt(var_t + eps)).abs()
     prob = (1.0 + distance).reciprocal()
     return prob * (prob.numel() / prob.sum())
+
+
+def _domain_stats(moments: Tensor, n_source: int, per_row: int) -> tuple[Tensor, Tensor]:
+    """Each domain's ``(2, C)`` mean and biased variance from the per-``(n, c)`` moments
+    ``(μ, Σ(x − μ)², Σ(x − μ))`` (law of total variance, exact: no ``E[x²] − E[x]²``)."""
+    means, variances = [], []
+    for rows in (moments[:, :n_source], moments[:, n_source:]):
+        mean = rows[0].mean(0)
+        deviation = rows[0] - mean
+        # Σ_D (x − μ_D)² = Σ_n [Σ(x − μ)² + 2(μ − μ_D)·Σ(x − μ) + HW·(μ − μ_D)²] over the domain's rows.
+        within = torch.addcmul(rows[1], deviation, rows[2], value=2.0).sum(0).div_(rows.shape[1] * per_row)
+        means.append(mean)
+        variances.append(within + deviation.square().mean(0))
+    return torch.stack(means), torch.stack(variances)
+
+
+def _per_row(values: Tensor, n_source: int, batch: int) -> Tensor:
+    """``(2, C)`` per-domain values as ``(N, C)``: row ``i`` gets the source's if ``i < n_source``."""
+    return torch.cat([values[:1].expand(n_source, -1), values[1:].expand(batch - n_source, -1)])
+
+
+def _domain_sums(rows: Tensor, n_source: int, divisors: tuple[int, int] = (1, 1)) -> Tensor:
+    """``(N, C)`` per-row values summed over each domain's rows and divided by ``divisors``: ``(2, C)``."""
+    return torch.stack([rows[:n_source].sum(0).div_(divisors[0]), rows[n_source:].sum(0).div_(divisors[1])])
+
+
+def _coefficients(mean_in: Tensor, mean_d: Tensor, var_d: Tensor, weight: Tensor | None, bias: Tensor | None,
+                  gain: Tensor, n_source: int, eps: float) -> tuple[Tensor, ...]:
+    """``1/√(σ²_D + ε)``, ``a_D = (1 + α)γ/√(σ²_D + ε)`` ``(2, C)``; per row ``a``, ``μ_D`` and the shift.
+
+    ``y = a·(x − μ_in) + shift`` with ``shift = a·(μ_in − μ_D) + (1 + α)β``: centred per row, so
+    no cancellation when ``|μ| ≫ σ`` in float32.
+    """
+    batch = mean_in.shape[0]
+    rstd = torch.rsqrt(var_d + eps)
+    scale_d = rstd * gain if weight is None else rstd * (gain * weight)
+    scale, centre = _per_row(scale_d, n_source, batch), _per_row(mean_d, n_source, batch)
+    offset = mean_in - centre
+    shift = offset * scale if bias is None else torch.addcmul(gain * bias, offset, scale)
+    return rstd, scale_d, scale, centre, shift
+
+
+def _composite(x: Tensor, weight: Tensor | None, bias: Tensor | None, gain: Tensor, n_source: int,
+               eps: float) -> Tensor:
+    """The training output in differentiable tensor ops, for ``torch.compile`` and double backward."""
+    var_s, mean_s = torch.var_mean(x[:n_source], dim=(0, 2, 3), correction=0)
+    var_t, mean_t = torch.var_mean(x[n_source:], dim=(0, 2, 3), correction=0)
+    scale_d = torch.rsqrt(torch.stack([var_s, var_t]) + eps) * (gain if weight is None else gain * weight)
+    means = torch.stack([mean_s, mean_t])
+    shift_d = -means * scale_d if bias is None else torch.addcmul(gain * bias, -means, scale_d)
+    scale, shift = (_per_row(t, n_source, x.shape[0])[:, :, None, None] for t in (scale_d, shift_d))
+    return torch.addcmul(shift, x, scale)
+
+
+class _TransNormFunction(torch.autograd.Function):
+    r"""Training TransNorm as ``a·(x − μ_in) + shift`` with BatchNorm's backward per domain, in closed form.
+
+    For a domain ``D`` of ``M`` values per channel, ``a_D = (1 + α)γ/σ_D`` and ``x̂ = (x − μ_D)/σ_D``:
+
+    .. math::
+
+        \frac{\partial L}{\partial x} = a_D\Big(g - \frac{1}{M}\sum_D g
+            - \hat x\,\frac{1}{M}\sum_D g\,\hat x\Big),
+
+    an affine map of ``g`` and ``x`` per ``(n, c)`` from the sums ``Σ_s g``, ``Σ_s g·(x − μ_in)``; ``α``
+    is a constant (detached). Under ``create_graph`` it differentiates :func:`_composite` instead.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, centered: Tensor, mean_in: Tensor, mean_d: Tensor, var_d: Tensor,
+        weight: Tensor | None, bias: Tensor | None, gain: Tensor, n_source: int, eps: float,
+    ) -> Tensor:
+        rstd, scale_d, scale, centre, shift = _coefficients(mean_in, mean_d, var_d, weight, bias, gain, n_source, eps)
+        # The backward reads x (held anyway) rather than x − μ_in, so the output can overwrite it.
+        ctx.save_for_backward(x, centre, weight, bias, gain, rstd, scale_d, scale)
+        ctx.n_source, ctx.eps = n_source, eps
+        ctx.mark_dirty(centered)
+        return _scale_shift_(centered, scale, shift)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, centre, weight, bias, gain, rstd, scale_d, scale = ctx.saved_tensors
+        needs, n_source = ctx.needs_input_grad, ctx.n_source
+        if torch.is_grad_enabled():  # create_graph: a differentiable gradient
+            return _graph_grads(needs, {0: x, 5: weight, 6: bias}, grad_out,
+                                lambda: _composite(x, weight, bias, gain, n_source, ctx.eps))
+        grads: list[Tensor | None] = [None] * len(needs)
+        batch, per_row = x.shape[0], x.shape[2] * x.shape[3]
+        sum_g, sum_gx = _grad_sums(grad_out, x, centre)  # Σ_s g, Σ_s g·(x − μ_D)
+        if needs[0]:
+            counts = (n_source * per_row, (batch - n_source) * per_row)
+            mean_g, mean_gx = _domain_sums(sum_g, n_source, counts), _domain_sums(sum_gx, n_source, counts)
+            coef_x = _per_row(-scale_d * rstd.square() * mean_gx, n_source, batch)  # of x − μ_D
+            coef_1 = _per_row(-scale_d * mean_g, n_source, batch)
+            grad_x = _scale_shift(x, coef_x, torch.addcmul(coef_1, coef_x, centre, value=-1.0))  # as SwitchNorm2d's
+            grads[0] = grad_x.addcmul_(grad_out, scale[:, :, None, None])
+        if weight is not None and needs[5]:
+            grads[5] = gain * (rstd * _domain_sums(sum_gx, n_source)).sum(0)
+        if bias is not None and needs[6]:
+            grads[6] = gain * sum_g.sum(0)
+        return tuple(grads)
 
 
 class TransNorm2d(nn.BatchNorm2d):
@@ -109,7 +214,9 @@ class TransNorm2d(nn.BatchNorm2d):
       dabin addition for evaluating source data.
 
     Statistics are computed in float32 (float64 for float64 input) whatever the input dtype, and
-    the output has the input's dtype and memory format (channels_last stays channels_last).
+    the output has the input's dtype and memory format (channels_last stays channels_last). Training
+    pools each map's mean and centred sums (no cancellation) per domain, the output is a multiply-add
+    per ``(row, channel)``, the backward BatchNorm's per domain in closed form; eval is BatchNorm's kernel.
 
     A BatchNorm2d state dict loads strictly: the target's statistics, absent from it, start as
     copies of the loaded source statistics (as :func:`dabin.nn.domain_stats.add_domain_stats`
@@ -220,11 +327,8 @@ class TransNorm2d(nn.BatchNorm2d):
         dtype = torch.promote_types(input.dtype, torch.float32)
         x = input.to(dtype)
         if self.training or not self.track_running_stats:
-            scale, shift = self._batch_affine(x)
-        else:
-            scale, shift = self._running_affine(dtype)
-        # One pass over the activation: y = x·a + b with per-(row, channel) a and b.
-        return torch.addcmul(shift, x, scale).to(input.dtype)
+            return self._batch_norm(x).to(input.dtype)
+        return self._running_norm(x).to(input.dtype)
 
     def _split(self, batch: int) -> int:
         n_source = batch // 2 if self.source_size is None else self.source_size
@@ -235,50 +339,46 @@ class TransNorm2d(nn.BatchNorm2d):
             raise ValueError(f"TransNorm2d source_size={n_source} leaves a domain empty in a batch of {batch} rows")
         return n_source
 
-    def _batch_affine(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-row ``(N, C, 1, 1)`` scale and shift from each domain's batch statistics."""
-        batch, channels = x.shape[0], x.shape[1]
+    def _batch_norm(self, x: Tensor) -> Tensor:
+        """Each domain's rows normalized with its batch statistics, times ``1 + α`` from them."""
+        batch, per_row = x.shape[0], x.shape[2] * x.shape[3]
         n_source = self._split(batch)
-        per_row = x.shape[2] * x.shape[3]
         counts = (n_source * per_row, (batch - n_source) * per_row)
         if min(counts) < 2:
             raise ValueError(f"TransNorm2d needs more than one value per channel in each domain when training, "
                              f"got {counts[0]} (source) and {counts[1]} (target)")
-        dims = (0, 2, 3)
-        var_s, mean_s = torch.var_mean(x[:n_source], dim=dims, correction=0)
-        var_t, mean_t = torch.var_mean(x[n_source:], dim=dims, correction=0)
         with torch.no_grad():
+            moments, centered = _centered_moments(x, residual=True)
+            mean_in, (mean_d, var_d) = moments[0], _domain_stats(moments, n_source, per_row)
             # The official code takes α's variances from torch.var: the unbiased estimates.
-            unbiased_s = var_s * (counts[0] / (counts[0] - 1))
-            unbiased_t = var_t * (counts[1] / (counts[1] - 1))
-            alpha = _alpha(mean_s, unbiased_s, mean_t, unbiased_t, self.eps)
+            unbiased_s = var_d[0] * (counts[0] / (counts[0] - 1))
+            unbiased_t = var_d[1] * (counts[1] / (counts[1] - 1))
+            alpha = _alpha(mean_d[0], unbiased_s, mean_d[1], unbiased_t, self.eps)
             if self.training and self.track_running_stats:
-                self._update("", mean_s, unbiased_s)
-                self._update(_PREFIX, mean_t, unbiased_t)
+                self._update("", mean_d[0], unbiased_s)
+                self._update(_PREFIX, mean_d[1], unbiased_t)
         gain = 1.0 + alpha  # detached: no gradient through α, as in the official code
-        weight = gain if self.weight is None else gain * self.weight.to(x.dtype)
-        bias = None if self.bias is None else gain * self.bias.to(x.dtype)
-        scale_s = weight * torch.rsqrt(var_s + self.eps)
-        scale_t = weight * torch.rsqrt(var_t + self.eps)
-        shift_s = -mean_s * scale_s if bias is None else bias - mean_s * scale_s
-        shift_t = -mean_t * scale_t if bias is None else bias - mean_t * scale_t
-        sizes = (n_source, batch - n_source)
-        scale = torch.cat([scale_s.expand(sizes[0], channels), scale_t.expand(sizes[1], channels)])
-        shift = torch.cat([shift_s.expand(sizes[0], channels), shift_t.expand(sizes[1], channels)])
-        return scale.view(batch, channels, 1, 1), shift.view(batch, channels, 1, 1)
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():  # as SwitchNorm2d
+            return _composite(x, weight, bias, gain, n_source, self.eps)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+            return _TransNormFunction.apply(x, centered, mean_in, mean_d, var_d, weight, bias, gain, n_source, self.eps)
+        *_, scale, _, shift = _coefficients(mean_in, mean_d, var_d, weight, bias, gain, n_source, self.eps)
+        return _scale_shift_(centered, scale, shift)
 
-    def _running_affine(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """``(1, C, 1, 1)`` scale and shift from the running statistics (eval)."""
+    def _running_norm(self, x: Tensor) -> Tensor:
+        """Eval: :attr:`eval_domain`'s running statistics, ``α`` from both domains' (class docstring)."""
         assert self.running_mean is not None and self.running_var is not None
         assert self.target_running_mean is not None and self.target_running_var is not None
-        gain = 1.0 + self._running_alpha(dtype)
+        gain = 1.0 + self._running_alpha(x.dtype)
         source = self._eval_domain == "source"
-        mean = (self.running_mean if source else self.target_running_mean).to(dtype)
-        var = (self.running_var if source else self.target_running_var).to(dtype)
-        weight = gain if self.weight is None else gain * self.weight.to(dtype)
-        scale = weight * torch.rsqrt(var + self.eps)
-        shift = -mean * scale if self.bias is None else gain * self.bias.to(dtype) - mean * scale
-        return scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+        mean = (self.running_mean if source else self.target_running_mean).to(x.dtype)
+        var = (self.running_var if source else self.target_running_var).to(x.dtype)
+        weight = gain if self.weight is None else gain * self.weight.to(x.dtype)
+        bias = None if self.bias is None else gain * self.bias.to(x.dtype)
+        # BatchNorm's eval kernel with (1 + α)γ and (1 + α)β: one fused pass, any memory format.
+        return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
 
     def running_alpha(self) -> Tensor:
         """The eval-mode ``α`` per channel, from both domains' running statistics (for logging, too).

@@ -200,6 +200,38 @@ def test_channels_last_gives_the_same_numbers_in_the_same_layout(training):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_in_channels_running_stats_are_never_read_even_when_not_finite(training):
+    layer = _randomized(IBN(6, dtype=torch.float64)).train(training)
+    reference = _randomized(IBN(6, dtype=torch.float64)).train(training)
+    with torch.no_grad():
+        layer.running_mean[:3] = float("nan")
+        layer.running_var[:3] = float("-inf")
+    x = torch.randn(4, 6, 3, 5, dtype=torch.float64) * 2 + 1
+    torch.testing.assert_close(layer(x), reference(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.running_mean[3:], reference.running_mean[3:], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.running_var[3:], reference.running_var[3:], rtol=1e-12, atol=1e-12)
+    assert layer.running_mean[:3].isnan().all() and (layer.running_var[:3] == float("-inf")).all()
+
+
+def test_one_pixel_maps_are_refused_as_instance_norm_refuses_them():
+    for layer in (IBN(4), IBN(4, ratio=1.0)):
+        with pytest.raises(ValueError, match="more than 1 spatial element"):
+            layer(torch.randn(3, 4, 1, 1))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        IBN(4, ratio=0.0)(torch.randn(1, 4, 1, 1))
+
+
+@pytest.mark.parametrize("ratio", [3.0, 10.0])
+def test_float32_statistics_within_the_documented_cancellation_error(ratio):
+    # Σx and Σx² in float32: the variance's relative error is up to ~5·eps_float32·(1 + μ²/σ²).
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(8, 8, 14, 14, generator=g) + ratio
+    y32, y64 = IBN(8)(x), IBN(8, dtype=torch.float64)(x.double())
+    bound = 8 * torch.finfo(torch.float32).eps * (1 + ratio**2) * y64.abs().max()
+    assert (y32.double() - y64).abs().max() < bound
+
+
 # ---------------------------------------------------------------- state dicts
 
 

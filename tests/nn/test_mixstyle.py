@@ -128,6 +128,32 @@ def test_gradient_matches_official_and_the_detach_matters(monkeypatch: pytest.Mo
     assert (ours - undetached).abs().max() > 1e-2
 
 
+def test_output_may_be_modified_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in a network (a ReLU(inplace=True) after the layer): the fused output is a plain tensor.
+    lmda, perm = draws("random", seed=14)
+    module = injected(monkeypatch, MixStyle(p=1.0), lmda, perm).train()
+    grad_out = torch.randn(B, C, H, W, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    x, x_ref = domain_sorted_batch().requires_grad_(), domain_sorted_batch().requires_grad_()
+    out = module(x).relu_()
+    out.backward(grad_out)
+    expected = official_forward(x_ref, lmda, perm).relu()
+    expected.backward(grad_out)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0, 10.0])
+def test_float32_statistics_within_the_documented_cancellation_error(offset: float) -> None:
+    # Σx and Σx² in float32: the variance's relative error is up to ~5·eps_float32·(1 + μ²/σ²).
+    x = torch.randn(16, 8, 14, 14, generator=torch.Generator().manual_seed(16)) + offset
+    module = MixStyle()
+    (mu32, sig32), (mu64, sig64) = module._statistics(x), module._statistics(x.double())
+    assert mu32.dtype == sig32.dtype == torch.float32
+    bound = 8 * torch.finfo(torch.float32).eps * (1 + offset**2)
+    assert ((sig32.double() - sig64) / sig64).abs().max() < bound / 2
+    torch.testing.assert_close(mu32.double(), mu64, rtol=1e-6, atol=1e-6)
+
+
 def test_drawn_permutations_follow_the_official_construction() -> None:
     for batch in (2, 8, 32):
         torch.manual_seed(batch)

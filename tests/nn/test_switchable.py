@@ -416,3 +416,82 @@ def test_reset_parameters_resets_the_switch() -> None:
     w, w_var = layer.switch_weights()
     torch.testing.assert_close(w, torch.full((3,), 1 / 3))
     torch.testing.assert_close(w_var, torch.full((3,), 1 / 3))
+
+
+# The fused eager path: a closed-form backward, a no-grad path, and its own kernels for maps of
+# more than 256 values (BatchNorm's kernel on a flat view) and for non-contiguous gradients.
+
+
+@pytest.mark.parametrize("grad_kind", ["random", "expanded"])
+def test_large_maps_match_official(grad_kind: str) -> None:
+    ours, official = _pair(6, seed=4)
+    g = torch.Generator().manual_seed(6)
+    for training in (True, True, False):
+        ours.train(training)
+        official.train(training)
+        x = torch.randn(3, 6, 17, 16, generator=g, dtype=torch.float64) * 2 + 1  # 272 values per map
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = ours(xa), official(xb)
+        torch.testing.assert_close(ya, yb, **TOL)
+        if grad_kind == "random":
+            grad = torch.randn(ya.shape, generator=g, dtype=ya.dtype)
+            ya.backward(grad)
+            yb.backward(grad)
+        else:  # the gradient of a sum: a stride-0 tensor
+            ya.sum().backward()
+            yb.sum().backward()
+        torch.testing.assert_close(xa.grad, xb.grad, **TOL)
+        for name in ("weight", "bias", "mean_weight", "var_weight"):
+            a, b = getattr(ours, name), getattr(official, name)
+            torch.testing.assert_close(a.grad, b.grad.reshape(a.shape), **TOL)
+            a.grad, b.grad = None, None
+    torch.testing.assert_close(ours.running_var, official.running_var.view(6), **TOL)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_gradgradcheck(training: bool) -> None:
+    layer = SwitchNorm2d(3, dtype=torch.float64).train(training)
+    with torch.no_grad():
+        layer.running_mean.copy_(torch.tensor([0.3, -0.2, 0.1]))
+        layer.running_var.copy_(torch.tensor([0.5, 1.5, 2.0]))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    params = [torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+
+    def fn(x: Tensor, weight: Tensor, bias: Tensor, mean_weight: Tensor, var_weight: Tensor) -> Tensor:
+        values = {"weight": weight, "bias": bias, "mean_weight": mean_weight, "var_weight": var_weight}
+        return torch.func.functional_call(layer, values, (x,))
+
+    assert torch.autograd.gradgradcheck(fn, (x, *params))
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (2, 6, 17, 16)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_no_grad_output_matches_the_autograd_output(shape: tuple[int, ...], channels_last: bool,
+                                                    training: bool) -> None:
+    x = torch.randn(shape) * 3 - 1
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    with_grad, without = _float32_layer().train(training), _float32_layer().train(training)
+    want = with_grad(x.clone().requires_grad_())
+    with torch.no_grad():
+        got = without(x)
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
+    torch.testing.assert_close(got, want.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(without.running_var, with_grad.running_var)
+
+
+def test_float32_gradients_are_accurate_when_the_mean_dwarfs_the_spread() -> None:
+    # The backward reads x, not x − μ_in: its per-map sums centre x element by element.
+    x = torch.randn(4, 6, 7, 7, generator=torch.Generator().manual_seed(5), dtype=torch.float64) + 300
+    x = x.float().double()  # representable in float32: both precisions see the same input
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    results = []
+    for dtype in (torch.float64, torch.float32):
+        layer = _float32_layer().to(dtype)
+        xd = x.detach().to(dtype).requires_grad_()
+        layer(xd).backward(grad.to(dtype))
+        results.append((xd.grad.double(), layer.weight.grad.double(), layer.bias.grad.double()))
+    for want, got in zip(*results):
+        torch.testing.assert_close(got, want, rtol=0, atol=5e-5 * float(want.abs().max()))

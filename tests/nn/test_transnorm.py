@@ -345,3 +345,65 @@ def test_recalibration_recipe_writes_the_target_statistics() -> None:
         hidden = net[1](net[0](images))
     torch.testing.assert_close(net[2].target_running_mean, hidden.mean(dim=(0, 2, 3)), **TOL)
     torch.testing.assert_close(net[2].target_running_var, hidden.var(dim=(0, 2, 3)), **TOL)
+
+
+@pytest.mark.parametrize("grad_kind", ["random", "expanded"])
+def test_large_maps_match_the_official_layer(grad_kind: str) -> None:
+    """Maps of more than 256 values and stride-0 gradients take their own kernels in the fused path."""
+    generator = torch.Generator().manual_seed(2)
+    layer = _layer(0.1)
+    weight = layer.weight.detach().clone().requires_grad_()
+    bias = layer.bias.detach().clone().requires_grad_()
+    state = _official_state()
+    x = torch.randn(5, C, 17, 16, dtype=torch.float64, generator=generator) * 1.5 + 0.5
+    x_ref = x.clone().requires_grad_()
+    x.requires_grad_()
+    expected, _ = official_forward(x_ref, state, weight, bias, True, 0.1, layer.eps, n_source=2)
+    with domain_split(layer, 2):
+        out = layer(x)
+    torch.testing.assert_close(out, expected, **TOL)
+    if grad_kind == "random":
+        upstream = torch.randn(out.shape, dtype=torch.float64, generator=generator)
+        out.backward(upstream)
+        expected.backward(upstream)
+    else:
+        (out.sum() + out[0].sum()).backward()
+        (expected.sum() + expected[0].sum()).backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOL)
+    torch.testing.assert_close(layer.weight.grad, weight.grad, **TOL)
+    torch.testing.assert_close(layer.bias.grad, bias.grad, **TOL)
+    torch.testing.assert_close(layer.target_running_var, state["running_var_target"], **TOL)
+
+
+@pytest.mark.parametrize("shape", [(4, C, 5, 7), (4, C, 17, 16)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_no_grad_training_output_matches_the_autograd_output(shape: tuple[int, ...], channels_last: bool) -> None:
+    x = torch.cat([torch.randn(shape), torch.randn(shape) * 2 + 1])
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    with_grad, without = _trained_layer(), _trained_layer()
+    want = with_grad(x.clone().requires_grad_())
+    with torch.no_grad():
+        got = without(x)
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
+    torch.testing.assert_close(got, want.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(without.target_running_var, with_grad.target_running_var)
+
+
+def test_float32_is_accurate_when_the_mean_dwarfs_the_spread() -> None:
+    # α compares μ/σ of the domains (~300 here): the pooled variances must be exact to ~1e-7 (pooling
+    # the maps' moments without the rounded means' residual Σ(x − μ) loses 10× more, 7e-4 here).
+    generator = torch.Generator().manual_seed(2)
+    x = (torch.randn(8, C, 7, 7, dtype=torch.float64, generator=generator) + 300).float().double()
+    grad = torch.randn(x.shape, dtype=torch.float64, generator=generator)
+    results = []
+    for dtype in (torch.float64, torch.float32):
+        layer = _trained_layer().to(dtype)
+        xd = x.detach().to(dtype).requires_grad_()
+        out = layer(xd)
+        out.backward(grad.to(dtype))
+        results.append((out.detach().double(), xd.grad.double(), layer.weight.grad.double()))
+    (want_out, *want_grads), (got_out, *got_grads) = results
+    torch.testing.assert_close(got_out, want_out, rtol=0, atol=2e-4)
+    for want, got in zip(want_grads, got_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=5e-5 * float(want.abs().max()))
