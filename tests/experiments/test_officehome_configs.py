@@ -20,8 +20,9 @@ from dabin.methods.names import TRANSFER_METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICEHOME = REPO / "experiments" / "officehome"
-#: The sweep spec is not a training config; it has a test of its own below.
-CONFIGS = sorted(path.name for path in OFFICEHOME.glob("*.yaml") if path.name != "sweep.yaml")
+#: The sweep specs (a top-level ``axes:``) are not training configs; they have a test of their own below.
+SPECS = sorted(path.name for path in OFFICEHOME.glob("*.yaml") if "axes" in (yaml.safe_load(path.read_text()) or {}))
+CONFIGS = sorted(path.name for path in OFFICEHOME.glob("*.yaml") if path.name not in SPECS)
 #: What may differ between two transfer configs: the method and where its runs go.
 PER_METHOD = {("trainer", "default_root_dir"), ("model", "init_args", "method")}
 
@@ -100,8 +101,13 @@ def test_transfer_configs_share_the_dann_harness(name: str) -> None:
         assert root != printed("dann.yaml")["trainer"]["default_root_dir"]
 
 
-def test_sweep_spec_loads() -> None:
+@pytest.mark.parametrize("name", SPECS)
+def test_sweep_spec_loads(name: str) -> None:
     from dabin.sweep.spec import load_spec
 
-    spec = load_spec(OFFICEHOME / "sweep.yaml")
+    spec = load_spec(OFFICEHOME / name)
     assert all(path.is_file() for path in spec.config_files.values())
+
+
+def test_the_sweep_specs_are_found() -> None:
+    assert SPECS == ["norms.yaml", "sweep.yaml"]
