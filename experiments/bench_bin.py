@@ -24,7 +24,7 @@ from torch import nn
 from dabin.models import resnet18
 from dabin.nn import BatchInstanceNorm2d
 from dabin.nn.reference import batch_instance_norm_reference
-from timing import median_interleaved
+from timing import layer_step, median_interleaved
 
 LAYER_SHAPES = [(32, 64, 56, 56), (32, 128, 28, 28), (32, 256, 14, 14), (32, 512, 7, 7), (64, 64, 16, 16)]
 TARGETS = {"train": 1.2, "eval": 2.5, "resnet18 step": 1.05}
@@ -38,23 +38,6 @@ class NaiveBIN(BatchInstanceNorm2d):
             input, self.running_mean, self.running_var, self.weight, self.bias, self.gate,
             self.training, self.momentum or 0.0, self.eps,
         )
-
-
-def _layer_step(layer: nn.Module, x: torch.Tensor, train: bool) -> Callable[[], object]:
-    layer.train(train)
-    if not train:
-        def run_eval() -> object:
-            with torch.no_grad():
-                return layer(x)
-        return run_eval
-    grad = torch.randn_like(x)
-    x = x.detach().requires_grad_()
-
-    def run_train() -> object:
-        x.grad = None
-        layer(x).backward(grad)
-        return None
-    return run_train
 
 
 def _resnet_step(norm: str, batch: int, size: int) -> Callable[[], object]:
@@ -100,7 +83,7 @@ def main() -> None:
                 with torch.no_grad():
                     layer.gate.uniform_()  # every channel mixes both branches: no shortcut applies
             med = median_interleaved(
-                {name: _layer_step(layer, x, mode == "train") for name, layer in layers.items()}, args.repeats, warmup=2
+                {name: layer_step(layer, x, mode == "train") for name, layer in layers.items()}, args.repeats, warmup=2
             )
             rows.append((mode, "x".join(map(str, shape)), med["bn"], med["bin"], med["naive"]))
     steps = {norm: _resnet_step(norm, 64, 64) for norm in ("bn", "bin")}

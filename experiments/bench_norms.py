@@ -27,7 +27,7 @@ from dabin.models import resnet18
 from dabin.nn import (IBN, BatchInstanceNorm2d, MixStyle, SwitchNorm2d, TransNorm2d, add_domain_stats, domain_split,
                       target_stats)
 from dabin.nn.mixstyle import set_mixstyle
-from timing import median_interleaved
+from timing import layer_step, median_interleaved
 
 LAYER_SHAPES = [(32, 64, 56, 56), (32, 128, 28, 28), (32, 256, 14, 14), (32, 512, 7, 7)]
 TRAIN_TARGET = 1.5
@@ -47,23 +47,6 @@ def _layers(channels: int) -> dict[str, nn.Module]:
         bin_layer.gate.uniform_()  # every channel mixes both branches: no shortcut applies
     return {"bn": nn.BatchNorm2d(channels), "bin": bin_layer, "switchable": SwitchNorm2d(channels),
             "transnorm": TransNorm2d(channels), "ibn": IBN(channels), "bn+mixstyle": BNMixStyle(channels)}
-
-
-def _layer_step(layer: nn.Module, x: torch.Tensor, train: bool) -> Callable[[], object]:
-    layer.train(train)
-    if not train:
-        def run_eval() -> object:
-            with torch.no_grad():
-                return layer(x)
-        return run_eval
-    grad = torch.randn_like(x)
-    x = x.detach().requires_grad_()
-
-    def run_train() -> object:
-        x.grad = None
-        layer(x).backward(grad)
-        return None
-    return run_train
 
 
 def _resnet_step(norm: str, batch: int, size: int) -> Callable[[], object]:
@@ -114,7 +97,7 @@ def main() -> None:
     for shape in LAYER_SHAPES:
         x = torch.randn(*shape)
         for mode in ("train", "eval"):
-            med = median_interleaved({name: _layer_step(layer, x, mode == "train")
+            med = median_interleaved({name: layer_step(layer, x, mode == "train")
                                       for name, layer in _layers(shape[1]).items()}, args.repeats, warmup=2)
             if mode == "train":
                 for name in names:

@@ -5,6 +5,9 @@ import statistics
 import time
 from collections.abc import Callable
 
+import torch
+from torch import nn
+
 
 def median_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 0) -> dict[str, float]:
     """Median wall time in seconds of each callable over ``repeats`` rounds.
@@ -30,3 +33,21 @@ def median_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmu
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def layer_step(layer: nn.Module, x: torch.Tensor, train: bool) -> Callable[[], object]:
+    """One layer's training step (forward + backward of a fixed gradient) or eval forward, as a callable to time."""
+    layer.train(train)
+    if not train:
+        def run_eval() -> object:
+            with torch.no_grad():
+                return layer(x)
+        return run_eval
+    grad = torch.randn_like(x)
+    x = x.detach().requires_grad_()
+
+    def run_train() -> object:
+        x.grad = None
+        layer(x).backward(grad)
+        return None
+    return run_train
