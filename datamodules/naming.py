@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["domain_code", "domain_key", "format_task", "unique_codes"]
+__all__ = ["DOMAIN_SEPARATOR", "domain_code", "domain_key", "format_task", "join_domains", "split_domains",
+           "unique_codes"]
+
+#: Joins several domains in one field (a multi-source task's sources: ``"Art,Clipart,Product"``).
+DOMAIN_SEPARATOR = ","
 
 # Word boundaries: separators, and lower->upper case changes ("RealWorld" is two words).
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
@@ -45,9 +49,26 @@ def domain_code(name: str) -> str:
     return letters[:1].upper() + letters[1:].lower()
 
 
+def join_domains(names: list[str] | tuple[str, ...]) -> str:
+    """Several domains as one field of a record or a task: ``"Art,Clipart,Product"``."""
+    return DOMAIN_SEPARATOR.join(names)
+
+
+def split_domains(field: str) -> list[str]:
+    """Inverse of :func:`join_domains` (one domain gives a one-element list)."""
+    return [name.strip() for name in field.split(DOMAIN_SEPARATOR)]
+
+
 def format_task(source: str, target: str) -> str:
-    """A transfer task as results, reports and progress lines write it: ``Ar→Cl`` (domain codes)."""
-    return f"{domain_code(source)}→{domain_code(target)}"
+    """A task as results, reports and progress lines write it: ``Ar→Cl``, ``Ar,Cl,Pr→Rw`` (domain codes).
+
+    ``source`` (and ``target``) may name several domains (:func:`join_domains`): a multi-source task,
+    or the training domains of a domain-generalization run.
+    """
+    def codes(field: str) -> str:
+        return DOMAIN_SEPARATOR.join(domain_code(name) for name in split_domains(field))
+
+    return f"{codes(source)}→{codes(target)}"
 
 
 def unique_codes(names: list[str]) -> list[str]:
