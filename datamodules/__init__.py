@@ -3,10 +3,13 @@
 Each dataset item is ``(image: Tensor[3, H, W] float, label: int, domain: int)``.
 
 - :class:`TransferDataModule`: one source->target task, 80/20 split of every domain (Table 4).
+- :class:`GeneralizationDataModule`: domain generalization, training domains -> an unseen one.
 - :class:`KFoldDataModule`: mixed-domain k-fold cross-validation (Table 3).
 - :func:`transfer_tasks`: the tasks of a dataset (Office-Home: the paper's 12, in order).
 - :func:`domain_code`: ``"Real World"`` -> ``"Rw"``.
 - :class:`DomainTree`: the scanned ``root/<Domain>/<Class>/<image>`` tree.
+- :data:`DATASETS`: the datasets recognised by name (Office-Home, PACS, VLCS, TerraIncognita,
+  DomainNet), :func:`read_pacs_splits`: PACS's official train/val split files.
 - :func:`embedded_root`: the offline digits dataset (rendered and cached on first use).
 - ``dabin data ROOT``: :func:`datamodules.check.main`.
 """
@@ -20,10 +23,18 @@ _EXPORTS: dict[str, str] = {
     "DomainDataModule": "base",
     "ResizedImageCache": "cache",
     "default_cache_dir": "cache",
+    "DATASETS": "catalog",
+    "DatasetInfo": "catalog",
+    "check_layout": "catalog",
+    "dataset_info": "catalog",
+    "identify": "catalog",
+    "pacs_split_folder": "catalog",
+    "read_pacs_splits": "catalog",
     "ImageDataset": "dataset",
     "EMBEDDED_DOMAINS": "embedded",
     "embedded_root": "embedded",
     "is_embedded": "embedded",
+    "GeneralizationDataModule": "generalization",
     "KFoldDataModule": "kfold",
     "CorruptImageError": "loading",
     "decode_image": "loading",
@@ -33,8 +44,11 @@ _EXPORTS: dict[str, str] = {
     "OFFICE_HOME_COUNTS": "officehome",
     "OFFICE_HOME_DOMAINS": "officehome",
     "OFFICE_HOME_TASKS": "officehome",
+    "BalancedDomainSampler": "samplers",
     "kfold_split": "splits",
     "transfer_split": "splits",
+    "leave_one_out_tasks": "tasks",
+    "parse_multi_task": "tasks",
     "parse_task": "tasks",
     "task_name": "tasks",
     "transfer_tasks": "tasks",

@@ -38,7 +38,9 @@ def check_dataset(root: str | None, seed: int = 0, k: int = 5, image_lists: str 
         verify: Open every image (set False to check the layout only).
 
     Returns:
-        The report: ``root``, ``domains`` (list of ``{name, code, images}``), ``num_classes``,
+        The report: ``root``, ``dataset`` (the known dataset recognised, :mod:`datamodules.catalog`:
+        ``{name, domains, classes, images}`` of its release, else None), ``domains`` (list of
+        ``{name, code, images}``), ``num_classes``,
         ``class_names``, ``warnings``, ``ignored_files``, ``splits`` (``transfer``:
         ``{domain: {train, test}}``; ``kfold``: one ``{domain: count}`` per fold), ``broken``
         (list of ``{path, error}``), ``errors`` (splits that cannot be made, one line each: the
@@ -75,6 +77,9 @@ def check_dataset(root: str | None, seed: int = 0, k: int = 5, image_lists: str 
             broken = [{"path": str(s.path), "error": r} for s, r in zip(tree.samples, reasons) if r]
     return {
         "root": str(tree.root),
+        "dataset": None if tree.dataset is None else {
+            "name": tree.dataset.name, "domains": len(tree.dataset.domains), "classes": tree.dataset.num_classes,
+            "images": tree.dataset.total},
         "domains": [{"name": d.name, "code": d.code, "images": n} for d, n in zip(tree.domains, tree.counts().values())],
         "num_classes": tree.num_classes,
         "class_names": tree.class_names,
@@ -90,6 +95,10 @@ def _print_report(report: dict[str, Any]) -> None:
     names = [d["name"] for d in report["domains"]]
     width = max(len(n) for n in names)
     print(f"dataset {report['root']}")
+    if report["dataset"]:
+        known = report["dataset"]
+        print(f"recognised as {known['name']} (release: {known['domains']} domains, {known['classes']} classes, "
+              f"{known['images']} images)")
     print(f"{len(names)} domains, {report['num_classes']} classes, "
           f"{sum(d['images'] for d in report['domains'])} images")
     for domain in report["domains"]:

@@ -1,4 +1,4 @@
-"""Source->target data for unsupervised domain adaptation (the paper's Table 4 protocol).
+"""Source->target data for unsupervised domain adaptation (the paper's Table 4 protocol), one or several sources.
 
 Every domain is split 80/20 at random, stratified by class and seeded by ``(domain, seed)`` only,
 so a domain's split is the same in every task that uses it. Training pairs the labelled source
@@ -11,6 +11,14 @@ enough for one pass over the larger train split); each reshuffles after every pa
 and cycles, so neither runs out before the other, whatever ``CombinedLoader`` mode the task uses,
 and the run's length is set by ``trainer.max_steps`` (leave ``max_epochs`` at -1 or large enough).
 The shuffling follows the global torch seed (``seed_everything``), the split follows ``seed``.
+
+**Several sources** (``task="Ar,Cl,Pr->Rw"``, or ``source=["Ar", "Cl", "Pr"]``): the source batches
+are drawn from the union of the sources' train splits, uniformly over its images (so a domain's
+share follows its size), or with ``source_balance`` the same number of images of each source in
+every batch (:class:`~datamodules.samplers.BalancedDomainSampler`). Validation is one loader per
+source (its 20% split), so ``val/acc/avg`` is the unweighted mean of the sources' accuracies; the
+evaluation points score source validation on the union of those splits. Every item's domain id is
+its domain's index in the dataset, as with one source.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from dabin.errors import DabinError
 from datamodules.base import DomainDataModule
+from datamodules.naming import join_domains, split_domains
+from datamodules.samplers import BalancedDomainSampler
 from datamodules.splits import transfer_split
-from datamodules.tasks import parse_task, transfer_tasks
+from datamodules.tasks import parse_multi_task, transfer_tasks
 from datamodules.tree import Sample
 
 __all__ = ["TransferDataModule"]
@@ -34,10 +44,12 @@ class TransferDataModule(DomainDataModule):
 
     Args:
         root: Dataset folder; None or ``"embedded"`` for the embedded digits.
-        source: Source domain, by name or code (``"Ar"``, ``"Real World"``, ``"real_world"``);
+        source: Source domain, by name or code (``"Ar"``, ``"Real World"``, ``"real_world"``), or
+            several: a list (``["Ar", "Cl", "Pr"]``) or joined by commas (``"Ar,Cl,Pr"``);
             None: the first task of :func:`~datamodules.tasks.transfer_tasks`.
-        target: Target domain, likewise.
-        task: Alternatively both at once, ``"Ar->Cl"``; overrides ``source`` and ``target``.
+        target: Target domain, likewise (one domain, not among the sources).
+        task: Alternatively both at once, ``"Ar->Cl"``, ``"Ar,Cl,Pr->Rw"``; overrides ``source``
+            and ``target``.
         image_size: Side of the square crops fed to the network.
         batch_size: Images per batch, per domain (32 source + 32 target per step in the paper).
         num_workers: DataLoader worker processes per loader.
@@ -49,21 +61,26 @@ class TransferDataModule(DomainDataModule):
         resize_ratio: Evaluation short side / ``image_size`` (None: dataset preset).
         crop_scale: Smallest area fraction of the training crop (None: dataset preset).
         hflip: Random horizontal flips in training (None: dataset preset).
+        source_balance: With several sources, every source batch holds ``batch_size / k`` images
+            of each of the ``k`` sources (``batch_size`` must be divisible by ``k``); off: batches
+            drawn uniformly from the union of their train splits.
 
     Attributes:
-        source_name: The source domain's name.
+        source_names: The source domains' names, in dataset order (one for a single source).
+        source_name: Those names joined by commas (``"Art,Clipart,Product"``; one source: its
+            name), as records and logs write the source.
         target_name: The target domain's name.
-        val_names: Name of the validation loader: the source domain's (its 20% split).
+        val_names: Names of the validation loaders: each source's (its 20% split).
         eval_names: Names of the test loaders, in order: the target's name (its test split),
-            then, with ``test_all_splits``, ``"<target>/train"``, ``"<source>/test"``,
-            ``"<source>/train"``.
-        splits: ``{domain name: (train samples, test samples)}`` for the two domains.
+            then, with ``test_all_splits``, ``"<target>/train"`` and, for each source,
+            ``"<source>/test"``, ``"<source>/train"``.
+        splits: ``{domain name: (train samples, test samples)}`` for the task's domains.
     """
 
     def __init__(
         self,
         root: str | None = None,
-        source: str | None = None,
+        source: str | list[str] | None = None,
         target: str | None = None,
         task: str | None = None,
         image_size: int = 224,
@@ -77,35 +94,74 @@ class TransferDataModule(DomainDataModule):
         resize_ratio: float | None = None,
         crop_scale: float | None = None,
         hflip: bool | None = None,
+        source_balance: bool = False,
     ) -> None:
         super().__init__(root, image_size, batch_size, num_workers, seed, cache_dir, image_lists,
                          resize_ratio, crop_scale, hflip)
+        sources = self._written_sources(source)
         if task is not None:
-            source, target = parse_task(task)
+            sources, target = parse_multi_task(task)
         if len(self.domains) < 2:
             raise DabinError(f"a transfer task needs two domains; {self.root} has only {self.domains}")
         default_source, default_target = transfer_tasks(self.domains)[0]
-        source_index = self.tree.resolve(source if source is not None else default_source)
-        target_index = self.tree.resolve(target if target is not None else default_target)
-        if source_index == target_index:
-            raise DabinError(f"unknown task {source}->{target}: source and target are both "
-                             f"{self.domains[source_index]!r}")
+        sources = sources if sources is not None else [default_source]
+        target = target if target is not None else default_target
+        shown = f"{join_domains(sources)}->{target}"
+        source_indices = self._resolve_sources(sources, shown)
+        target_index = self.tree.resolve(target)
+        if target_index in source_indices:
+            if len(source_indices) == 1:
+                raise DabinError(f"unknown task {shown}: source and target are both {self.domains[target_index]!r}")
+            raise DabinError(f"unknown task {shown}: the target {self.domains[target_index]!r} is also a source")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise DabinError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
-        self.source_name = self.domains[source_index]
+        self.source_names = [self.domains[index] for index in source_indices]
+        if source_balance and batch_size % len(self.source_names):
+            raise DabinError(f"source_balance needs batch_size divisible by the number of sources: batch_size "
+                             f"{batch_size} is not divisible by {len(self.source_names)} "
+                             f"({', '.join(self.source_names)})")
+        self.source_name = join_domains(self.source_names)
         self.target_name = self.domains[target_index]
+        self.source_balance = source_balance
         self.splits: dict[str, tuple[list[Sample], list[Sample]]] = {}
-        for index in (source_index, target_index):
+        for index in (*source_indices, target_index):
             samples = self.tree.domain_samples(index)
             train, test = transfer_split(samples, self.domains[index], seed)
             self.splits[self.domains[index]] = ([samples[i] for i in train], [samples[i] for i in test])
         self.test_all_splits = test_all_splits
-        self.val_names = [self.source_name]
+        self.val_names = list(self.source_names)
         self.eval_names = [self.target_name]
         if test_all_splits:
-            self.eval_names += [f"{self.target_name}/train", f"{self.source_name}/test", f"{self.source_name}/train"]
-        larger = max(len(self.splits[name][0]) for name in (self.source_name, self.target_name))
+            self.eval_names.append(f"{self.target_name}/train")
+            for name in self.source_names:
+                self.eval_names += [f"{name}/test", f"{name}/train"]
+        larger = max(len(self._source_split(0)), len(self.splits[self.target_name][0]))
         self.steps_per_epoch = steps_per_epoch or max(1, math.ceil(larger / batch_size))
+
+    @staticmethod
+    def _written_sources(source: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+        """The sources as written: a list, a comma-joined string, or None (the default task's)."""
+        if source is None:
+            return None
+        names = split_domains(source) if isinstance(source, str) else [str(name).strip() for name in source]
+        if not names or not all(names):
+            raise DabinError(f"unknown source {source!r}; name one or more domains, e.g. 'Ar' or 'Ar,Cl,Pr'")
+        return names
+
+    def _resolve_sources(self, sources: list[str], shown: str) -> list[int]:
+        """The sources' domain indices in dataset order (each named once)."""
+        indices: dict[int, str] = {}
+        for written in sources:
+            index = self.tree.resolve(written)
+            if index in indices:
+                raise DabinError(f"unknown task {shown}: source {self.domains[index]!r} is given twice "
+                                 f"({indices[index]!r} and {written!r})")
+            indices[index] = written
+        return sorted(indices)
+
+    def _source_split(self, split: int) -> list[Sample]:
+        """The sources' train (0) or test (1) splits, one after the other in dataset order."""
+        return [sample for name in self.source_names for sample in self.splits[name][split]]
 
     def _cycled(self, samples: list[Sample]) -> DataLoader:
         dataset = self.dataset(samples, train=True)
@@ -114,14 +170,25 @@ class TransferDataModule(DomainDataModule):
         sampler = RandomSampler(dataset, replacement=False, num_samples=self.steps_per_epoch * self.batch_size)
         return self.loader(dataset, sampler=sampler, drop_last=True)
 
+    def _balanced(self) -> DataLoader:
+        dataset = self.dataset(self._source_split(0), train=True)
+        sampler = BalancedDomainSampler([len(self.splits[name][0]) for name in self.source_names],
+                                        self.batch_size, self.steps_per_epoch)
+        return self.loader(dataset, sampler=sampler, drop_last=True)
+
     def train_dataloader(self) -> dict[str, DataLoader]:
-        """``{"source": labelled source train, "target": target train (labels unused)}``, equal lengths."""
-        return {"source": self._cycled(self.splits[self.source_name][0]),
+        """``{"source": labelled source train, "target": target train (labels unused)}``, equal lengths.
+
+        Several sources: the union of their train splits (``source_balance``: equal shares per batch).
+        """
+        balanced = self.source_balance and len(self.source_names) > 1
+        return {"source": self._balanced() if balanced else self._cycled(self._source_split(0)),
                 "target": self._cycled(self.splits[self.target_name][0])}
 
-    def val_dataloader(self) -> DataLoader:
-        """The source's 20% split: model selection never sees target labels."""
-        return self.loader(self.dataset(self.splits[self.source_name][1], train=False))
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The source's 20% split (several sources: one loader each): model selection never sees target labels."""
+        loaders = [self.loader(self.dataset(self.splits[name][1], train=False)) for name in self.source_names]
+        return loaders[0] if len(loaders) == 1 else loaders
 
     def test_dataloader(self) -> list[DataLoader]:
         """One loader per name in :attr:`eval_names` (the target's test split first)."""
@@ -160,7 +227,8 @@ class TransferDataModule(DomainDataModule):
                 the memory MixVal needs, which keeps the images it mixes.
 
         Returns:
-            ``(source validation, target train, target test)`` loaders, in file order.
+            ``(source validation, target train, target test)`` loaders, in file order; several
+            sources' validation splits are one loader, one after the other in dataset order.
         """
         def whole(samples: list[Sample], indices: list[int] | None = None) -> DataLoader:
             dataset = self.dataset(samples, train=False)
@@ -171,7 +239,7 @@ class TransferDataModule(DomainDataModule):
         if max_target_images is not None and len(target_train) > max_target_images:
             generator = torch.Generator().manual_seed(self.seed)
             subset = sorted(torch.randperm(len(target_train), generator=generator)[:max_target_images].tolist())
-        return (whole(self.splits[self.source_name][1]), whole(target_train, subset),
+        return (whole(self._source_split(1)), whole(target_train, subset),
                 whole(self.splits[self.target_name][1]))
 
     def predict_dataloader(self) -> list[DataLoader]:

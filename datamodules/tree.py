@@ -2,7 +2,7 @@
 
 The tree is scanned once (file names only; images are opened by :mod:`datamodules.check` and by
 the loaders). Every layout problem is a :class:`~dabin.errors.DabinError` whose one line names the
-path or value; soft problems (Office-Home counts that differ from the official release, non-image
+path or value; soft problems (counts of a known dataset that differ from its release, non-image
 files) are warnings, both emitted with :mod:`warnings` and collected in :attr:`DomainTree.warnings`
 so that ``dabin data`` can print them.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dabin.errors import DabinError
+from datamodules.catalog import DATASETS, DatasetInfo, check_layout, layout_hint, recognise
 from datamodules.naming import domain_key, unique_codes
 from datamodules.officehome import (
     ARCHIVE_FOLDER,
@@ -58,7 +59,7 @@ class Domain:
     """One domain of the tree.
 
     Attributes:
-        name: Display name (Office-Home's official spelling, else the folder name).
+        name: Display name (a known dataset's official spelling, else the folder name).
         code: Two-letter code (``Ar``), unique within the tree.
         folder: The domain's folder on disk.
     """
@@ -77,12 +78,13 @@ class DomainTree:
 
     Attributes:
         root: The folder holding the domain folders (after stepping into the archive folder).
-        domains: Domains in a fixed order (Office-Home: the paper's; else alphabetical).
+        domains: Domains in a fixed order (a known dataset's, :mod:`datamodules.catalog`; else alphabetical).
         class_names: Class folder names, alphabetical ignoring case; a label indexes this list.
         samples: Every image.
         warnings: Soft problems, one line each (also emitted as :class:`DatasetWarning`).
         ignored: Non-image files found inside domain folders (ignored, counted).
         office_home: Whether the domains are Office-Home's.
+        dataset: The known dataset the tree is (:mod:`datamodules.catalog`), else None.
     """
 
     root: Path
@@ -92,6 +94,7 @@ class DomainTree:
     warnings: list[str] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
     office_home: bool = False
+    dataset: DatasetInfo | None = None
 
     @property
     def domain_names(self) -> list[str]:
@@ -149,7 +152,8 @@ class DomainTree:
 
         Raises:
             DabinError: Missing root, not a domain tree, empty class folder, a class missing from
-                a domain, an Office-Home domain missing, a listed file missing.
+                a domain, an Office-Home domain missing, a listed file missing, a known dataset
+                laid out wrong (:func:`datamodules.catalog.recognise`).
         """
         base = _find_tree_root(Path(root).expanduser())
         ignored: list[Path] = []
@@ -206,7 +210,8 @@ def _find_tree_root(root: Path) -> Path:
     for domain in subdirs:
         if any(_is_image(e.name) for e in _files(Path(domain.path))):
             raise DabinError(f"{expected}, found images directly in {domain.path} (a class folder at domain "
-                             "level: put single-domain class folders inside a domain folder)")
+                             "level: put single-domain class folders inside a domain folder)"
+                             + layout_hint(root, [d.name for d in subdirs]))
     return root
 
 
@@ -281,8 +286,14 @@ def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
             raise DabinError(f"Office-Home tree {root} lacks domain {missing[0]!r} "
                              f"(found: {', '.join(sorted(folders))})")
         folders.sort(key=lambda f: OFFICE_HOME_DOMAINS.index(names[f]))
+        dataset: DatasetInfo | None = DATASETS["office_home"]
     else:
+        # PACS, VLCS, TerraIncognita, DomainNet: official names and order; a stray folder is an error.
+        dataset = recognise(root, folders, sorted({c for classes in layout.values() for c in classes}))
         names = {folder: folder for folder in folders}
+        if dataset is not None:
+            names = {folder: dataset.canonical(folder) or folder for folder in folders}
+            folders.sort(key=lambda f: dataset.domains.index(names[f]))
     # Case-insensitive, like the labels of Office-Home's official lists ("Trash_Can" < "TV").
     class_names = sorted({c for classes in layout.values() for c in classes}, key=lambda c: (c.lower(), c))
     for folder in folders:
@@ -299,8 +310,9 @@ def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
                for d, folder in enumerate(folders)
                for class_name in class_names
                for key in sorted(layout[folder][class_name])]
-    tree = DomainTree(root, domains, class_names, samples, ignored=ignored, office_home=office_home)
-    _warn(tree, _soft_problems(tree))
+    tree = DomainTree(root, domains, class_names, samples, ignored=ignored, office_home=office_home, dataset=dataset)
+    problems = check_layout(dataset, tree) if dataset is not None and not office_home else []
+    _warn(tree, problems + _soft_problems(tree))
     return tree
 
 

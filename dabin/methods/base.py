@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-__all__ = ["AdaptationLoss", "StepOutputs"]
+__all__ = ["AdaptationLoss", "NamedMethod", "StepOutputs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +43,47 @@ class StepOutputs:
     progress: float
 
 
-class AdaptationLoss(nn.Module):
+class NamedMethod:
+    """A method that knows its registry name: the naming both kinds of loss modules share.
+
+    A subclass names itself where it is defined (``class DANNLoss(AdaptationLoss, name="dann")``);
+    the registry (:mod:`dabin.methods.registry`) checks on import that every line's class does, so a
+    run records a loss by the name that rebuilds it without asking the registry. Used by
+    :class:`AdaptationLoss` and :class:`~dabin.methods.generalization.GeneralizationLoss`, before
+    :class:`torch.nn.Module` in their bases.
+    """
+
+    #: This class's name in its registry (:data:`dabin.methods.METHODS` or
+    #: :data:`dabin.methods.GENERALIZATION`), given where the class is defined; None for a method of
+    #: one's own. A subclass does not inherit it: it is another method, unless it names itself.
+    registry_name: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+        """Give a subclass its :attr:`registry_name`.
+
+        Args:
+            name: The method's name in its registry, which checks that it lists the class under it
+                (a checkpoint rebuilds the method by this name), so only for the methods it lists;
+                None, the default, for a method of one's own.
+            **kwargs: For the other classes' ``__init_subclass__``.
+        """
+        super().__init_subclass__(**kwargs)
+        cls.registry_name = name
+
+    @property
+    def method_name(self) -> str:
+        """The name runs record: :attr:`registry_name`, else the class path."""
+        cls = type(self)
+        return cls.registry_name if cls.registry_name is not None else f"{cls.__module__}.{cls.__qualname__}"
+
+
+class AdaptationLoss(NamedMethod, nn.Module):
     """Base of the adaptation methods: ``forward(outputs) -> (loss, logs)``.
 
     Subclasses implement :meth:`forward`; its docstring gives the method's equation, the shapes
     and the paper's defaults. ``logs`` are scalars worth plotting (e.g. a discriminator's
-    accuracy, the current λ), logged under ``train/<name>``.
+    accuracy, the current λ), logged under ``train/<name>``. A subclass names itself in
+    :data:`dabin.methods.METHODS` with ``name=`` (:class:`NamedMethod`).
 
     Args:
         features_dim: ``D``, the width of the bottleneck features.
@@ -59,33 +94,10 @@ class AdaptationLoss(nn.Module):
     #: classifier a pass over the target batch, and its dropout draws stay those of source-only.
     uses_target_logits: ClassVar[bool] = True
 
-    #: This class's name in :data:`dabin.methods.METHODS`, given where the class is defined
-    #: (``class DANNLoss(AdaptationLoss, name="dann")``); None for a method of one's own. A subclass
-    #: does not inherit it: it is another method, unless it names itself.
-    registry_name: ClassVar[str | None] = None
-
-    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
-        """Give a subclass its :attr:`registry_name`.
-
-        Args:
-            name: The method's name in :data:`dabin.methods.METHODS`, which checks that it lists the
-                class under it (a checkpoint rebuilds the method by this name), so only for the
-                methods it lists; None, the default, for a method of one's own.
-            **kwargs: For the other classes' ``__init_subclass__``.
-        """
-        super().__init_subclass__(**kwargs)
-        cls.registry_name = name
-
     def __init__(self, features_dim: int, num_classes: int) -> None:
         super().__init__()
         self.features_dim = features_dim
         self.num_classes = num_classes
-
-    @property
-    def method_name(self) -> str:
-        """The name runs record: :attr:`registry_name`, else the class path."""
-        cls = type(self)
-        return cls.registry_name if cls.registry_name is not None else f"{cls.__module__}.{cls.__qualname__}"
 
     def forward(self, outputs: StepOutputs) -> tuple[Tensor, dict[str, Tensor | float]]:
         """The adaptation loss of one step and what to log."""

@@ -10,6 +10,7 @@ imported, and will be removed.)
 from dabin.modules.base import DomainModule, NonFiniteLossError
 from dabin.modules.transfer import DANN, TransferModule
 from dabin.modules.mixed import MixedDomainClassifier
+from dabin.modules.generalization import GeneralizationModule
 from dabin.modules.outputs import MODEL_SELECTION, RunSummary
 from dabin.modules.progress import PlainProgress, progress_callback
 from dabin.schedules import dann_lambda, dann_lr_factor, progress, step_decay_factor
@@ -18,6 +19,7 @@ __all__ = [
     "DANN",
     "MODEL_SELECTION",
     "DomainModule",
+    "GeneralizationModule",
     "MixedDomainClassifier",
     "NonFiniteLossError",
     "PlainProgress",

@@ -18,9 +18,10 @@ import pytorch_lightning as pl
 from dabin.analysis import gate_table, write_gate_csv
 from dabin.nn import gate_parameters
 from dabin.modules.base import DomainModule
+from dabin.modules.generalization import GeneralizationModule
 from dabin.modules.transfer import TransferModule
 from dabin.record import GATES, BatchRecord, GateLrRecord, RunRecord, SourceVal, TestResult
-from datamodules import DomainDataModule, KFoldDataModule, TransferDataModule
+from datamodules import DomainDataModule, GeneralizationDataModule, KFoldDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
 
@@ -101,6 +102,9 @@ class RunSummary(pl.Callback):
             return
         folder = Path(trainer.default_root_dir)
         datamodule = trainer.datamodule
+        # Both name a source (or the training domains, joined) and a target (or the held-out domain).
+        paired = isinstance(datamodule, (TransferDataModule, GeneralizationDataModule))
+        timed = isinstance(pl_module, (TransferModule, GeneralizationModule))
         accuracies = [float(entry["accuracy"]) for entry in results.values()]
         record = RunRecord(
             test={name: TestResult(accuracy=float(entry["accuracy"]), n=int(entry["n"])) for name, entry in results.items()},
@@ -110,18 +114,19 @@ class RunSummary(pl.Callback):
             domain_stats=pl_module.domain_stats,
             norm=pl_module.hparams.get("norm"),
             num_classes=pl_module.num_classes,
-            source=datamodule.source_name if isinstance(datamodule, TransferDataModule) else None,
-            target=datamodule.target_name if isinstance(datamodule, TransferDataModule) else None,
+            source=datamodule.source_name if paired else None,
+            target=datamodule.target_name if paired else None,
             fold=datamodule.fold if isinstance(datamodule, KFoldDataModule) else None,
             seed=self.seed,
             steps=trainer.global_step,
             time_s=round(self.fit_seconds, 2),
-            evaluation_s=round(pl_module.evaluation_seconds, 2) if isinstance(pl_module, TransferModule) else None,
+            evaluation_s=round(pl_module.evaluation_seconds, 2) if timed else None,
             test_s=round(test_seconds, 2) if test_seconds is not None else None,
             batch=batch_record(trainer, pl_module),
             gate_lr=gate_lr_record(trainer, pl_module),
             source_val=self.source_val,
             evaluation_points=tuple(pl_module.evaluation_records) if isinstance(pl_module, TransferModule) else (),
+            accuracy_points=tuple(pl_module.accuracy_records) if isinstance(pl_module, GeneralizationModule) else (),
             config=self.config,
         )
         if gate_table(pl_module):

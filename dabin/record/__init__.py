@@ -15,8 +15,8 @@ package and nothing of the sweep.
 from dabin.record.files import (DONE, FAILED, GATES, JOB, LOG, MANIFEST, METRICS, REPORT, RESULTS, TIMINGS, RunState,
                                 failure_reason, run_state)
 from dabin.record.manifest import Manifest
-from dabin.record.metrics import (LEGACY_MIXVAL, BatchRecord, EvaluationPoint, GateLrRecord, RecordError, RunRecord,
-                                  SourceVal, TestResult)
+from dabin.record.metrics import (LEGACY_MIXVAL, AccuracyPoint, BatchRecord, EvaluationPoint, GateLrRecord,
+                                  RecordError, RunRecord, SourceVal, TestResult)
 from dabin.record.run import Request, Run, RunStatus, Scalar, format_hparams, hparam_text, read_runs
 from dabin.record.table import COLUMNS, read_results, result_rows, runs_from_rows, write_results
 from dabin.record.timings import PHASES, Timings
@@ -35,6 +35,7 @@ __all__ = [
     "PHASES",
     "RESULTS",
     "TIMINGS",
+    "AccuracyPoint",
     "BatchRecord",
     "EvaluationPoint",
     "GateLrRecord",

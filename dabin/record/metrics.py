@@ -36,6 +36,7 @@ from dabin.record.files import METRICS
 
 __all__ = [
     "LEGACY_MIXVAL",
+    "AccuracyPoint",
     "BatchRecord",
     "EvaluationPoint",
     "GateLrRecord",
@@ -200,6 +201,38 @@ class EvaluationPoint:
         return cls(step=step, scores=scores, oracle_target_test=accuracy, max_class_share=share)
 
 
+@dataclasses.dataclass(frozen=True)
+class AccuracyPoint:
+    """A domain-generalization run's accuracy on every evaluated set at one step.
+
+    DomainBed's model-selection rules choose a step as well as a setting, so a DG run keeps these
+    (:class:`~dabin.modules.generalization.GeneralizationModule`); set names as the data module's
+    ``val_names`` (``<domain>/out``, ``<domain>/in``).
+
+    Attributes:
+        step: Optimizer steps done.
+        accuracy: Evaluated set -> accuracy and images.
+    """
+
+    step: int
+    accuracy: dict[str, TestResult]
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in ``metrics.json``."""
+        return {"step": self.step, "accuracy": {name: dataclasses.asdict(r) for name, r in self.accuracy.items()}}
+
+    @classmethod
+    def from_json(cls, index: int, data: Any) -> AccuracyPoint:
+        """Parse one entry of ``accuracy_points`` (``index`` is for messages)."""
+        where = f"accuracy_points[{index}]"
+        if not isinstance(data, Mapping):
+            raise RecordError(f"{where} is {data!r}")
+        step = _field(data, "step", int, where)
+        accuracy = _field(data, "accuracy", dict, where)
+        return cls(step=step, accuracy={str(name): TestResult.from_json(f"{where} {name}", entry)
+                                        for name, entry in accuracy.items()})
+
+
 #: The name a record's old, averaged MixVal score is read under (see :meth:`EvaluationPoint.from_json`).
 LEGACY_MIXVAL = "mixval_mean_v1"
 
@@ -229,6 +262,7 @@ class RunRecord:
         gate_lr: The BIN gates' learning rate (models with gates).
         source_val: Source validation accuracy at the last validation (transfer runs).
         evaluation_points: Validator scores and the oracle during training, by step.
+        accuracy_points: A domain-generalization run's accuracy on every evaluated set, by step.
         config: The run's configuration as the CLI parsed it.
     """
 
@@ -251,6 +285,7 @@ class RunRecord:
     gate_lr: GateLrRecord | None = None
     source_val: SourceVal | None = None
     evaluation_points: tuple[EvaluationPoint, ...] = ()
+    accuracy_points: tuple[AccuracyPoint, ...] = ()
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def target_result(self) -> TestResult | None:
@@ -261,6 +296,10 @@ class RunRecord:
         """As written to ``metrics.json``."""
         data = dataclasses.asdict(self)
         data["evaluation_points"] = [point.to_json() for point in self.evaluation_points]
+        if self.accuracy_points:
+            data["accuracy_points"] = [point.to_json() for point in self.accuracy_points]
+        else:  # records of the other kinds stay as they were written
+            del data["accuracy_points"]
         return data
 
     @classmethod
@@ -284,6 +323,7 @@ class RunRecord:
         gate_lr = _field(data, "gate_lr", dict, where, optional=True)
         source_val = _field(data, "source_val", dict, where, optional=True)
         points = _field(data, "evaluation_points", list, where, optional=True) or []
+        accuracy_points = _field(data, "accuracy_points", list, where, optional=True) or []
         try:
             return cls(
                 test=results, average=float(average), method=str(_field(data, "method", str, where)),
@@ -304,6 +344,7 @@ class RunRecord:
                 source_val=SourceVal(accuracy=float(source_val["accuracy"]), step=int(source_val["step"]))
                 if source_val is not None else None,
                 evaluation_points=tuple(EvaluationPoint.from_json(i, p) for i, p in enumerate(points)),
+                accuracy_points=tuple(AccuracyPoint.from_json(i, p) for i, p in enumerate(accuracy_points)),
                 config=dict(data.get("config") or {}),
             )
         except RecordError:

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from dabin.methods.names import RUN_KINDS
+from dabin.methods.names import RUN_KINDS, RunKind
 from dabin.record.files import JOB, METRICS, failure_reason, run_state
-from dabin.record.metrics import EvaluationPoint, RecordError, RunRecord, TestResult
+from dabin.record.metrics import AccuracyPoint, EvaluationPoint, RecordError, RunRecord, TestResult
 from datamodules.naming import domain_key, format_task
 
 __all__ = ["Request", "Run", "RunStatus", "Scalar", "format_hparams", "hparam_text", "read_runs"]
@@ -124,6 +124,8 @@ class Run:
         hparams: The values of the sweep's hyper-parameter axes (``model.lr=0.01 model.lambda_max=1.0``;
             "" without such axes).
         points: The evaluation points of its record (none when read from ``results.csv``).
+        accuracy_points: A domain-generalization run's accuracy on every evaluated set by step (none
+            when read from ``results.csv``).
         steps: Steps it trained (None if not known).
         time_s: Seconds it spent fitting (None if not known).
         evaluation_s: Of those, seconds scoring evaluation points (None if not recorded).
@@ -152,6 +154,7 @@ class Run:
     time_s: float | None = None
     evaluation_s: float | None = None
     test_s: float | None = None
+    accuracy_points: tuple[AccuracyPoint, ...] = ()
 
     @classmethod
     def asked(cls, key: str, request: Request, status: RunStatus, reason: str = "",
@@ -167,7 +170,8 @@ class Run:
                    source_val=record.source_val.accuracy if record and record.source_val else None,
                    hparams=request.setting, points=record.evaluation_points if record else (),
                    steps=record.steps if record else None, time_s=record.time_s if record else None,
-                   evaluation_s=record.evaluation_s if record else None, test_s=record.test_s if record else None)
+                   evaluation_s=record.evaluation_s if record else None, test_s=record.test_s if record else None,
+                   accuracy_points=record.accuracy_points if record else ())
 
     @classmethod
     def read(cls, run_dir: Path, request: Request) -> Run:
@@ -193,19 +197,24 @@ class Run:
         return {name: result.accuracy for name, result in self.test.items()}
 
     @property
+    def kind(self) -> RunKind:
+        """``transfer`` (source -> target, Table 4), ``mixed`` (Table 3) or ``dg`` (domain generalization)."""
+        return RUN_KINDS[self.method]
+
+    @property
     def transfer(self) -> bool:
-        """True for source -> target runs (Table 4), False for mixed-domain runs (Table 3)."""
-        return RUN_KINDS[self.method] == "transfer"
+        """True for source -> target runs (Table 4)."""
+        return self.kind == "transfer"
 
     @property
     def task(self) -> str:
-        """``Ar→Cl`` for transfer runs, "" for mixed ones."""
-        return format_task(self.source, self.target) if self.transfer else ""
+        """``Ar→Cl`` for transfer runs, ``In,Ne,Ph→Sk`` for DG runs, "" for mixed ones."""
+        return format_task(self.source, self.target) if self.kind != "mixed" else ""
 
     @property
     def place(self) -> str:
         """The task or the fold, for listings (with the hyper-parameter values, if any)."""
-        return " ".join(filter(None, (self.task if self.transfer else f"fold {self.fold}", self.hparams)))
+        return " ".join(filter(None, (self.task or f"fold {self.fold}", self.hparams)))
 
     def target_result(self) -> TestResult | None:
         """The target-test result of an ok transfer run (the evaluated set that is its target, any spelling)."""

@@ -22,7 +22,7 @@ from dabin.io import atomic_open
 from dabin.methods.names import RUN_KINDS
 from dabin.record.metrics import TestResult
 from dabin.record.run import Run
-from datamodules.naming import domain_code, domain_key
+from datamodules.naming import domain_key, format_task
 
 __all__ = ["COLUMNS", "REQUIRED", "STATUSES", "read_results", "result_rows", "runs_from_rows", "write_results"]
 
@@ -70,9 +70,9 @@ def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def _task_matches(task: str, source: str, target: str) -> bool:
-    parts = task.replace("->", "→").split("→")
-    return len(parts) == 2 and [domain_key(p) for p in parts] in (
-        [domain_key(domain_code(source)), domain_key(domain_code(target))], [domain_key(source), domain_key(target)])
+    # Written with codes (format_task's "Ar,Cl→Rw") or with the names, in any spelling.
+    written = domain_key(task.replace("->", "→"))
+    return written in (domain_key(format_task(source, target)), domain_key(f"{source}→{target}"))
 
 
 def _check_row(row: dict[str, str]) -> str:
@@ -86,7 +86,7 @@ def _check_row(row: dict[str, str]) -> str:
         return "norm is empty"
     if not row["seed"].lstrip("-").isdigit():
         return f"seed={row['seed']!r} is not an integer"
-    if RUN_KINDS[method] == "transfer":
+    if RUN_KINDS[method] in ("transfer", "dg"):
         if row["fold"]:
             return f"fold={row['fold']!r} on a transfer run (fold is empty for {method})"
         if not _task_matches(row["task"], row["source"], row["target"]):

@@ -10,7 +10,8 @@ __all__ = ["PAPER_SUBSET", "average_text", "cell_text", "counts_text", "escape",
            "norm_label", "number_text", "paper_text"]
 
 _LABELS = {"dann": "DANN", "source_only": "Source only", "mixed": "Mixed", "adabn": "AdaBN", "cdan": "CDAN",
-            "cdan_e": "CDAN+E", "mcc": "MCC", "mdd": "MDD", "dan": "DAN", "bnm": "BNM"}
+            "cdan_e": "CDAN+E", "mcc": "MCC", "mdd": "MDD", "dan": "DAN", "bnm": "BNM", "erm": "ERM", "coral": "CORAL",
+            "mmd": "MMD", "group_dro": "Group DRO", "dg_dann": "DANN (k domains)"}
 
 
 PAPER_SUBSET = (" The sweep has only some of the paper's {what}: the paper's Avg here is its mean over this "

@@ -236,7 +236,7 @@ def mixed_table(sweep: Sweep) -> MixedTable | None:
     Returns:
         The table, with the paper's numbers when the dataset is Office-Home.
     """
-    runs = [run for run in sweep.runs if not run.transfer]
+    runs = [run for run in sweep.runs if run.kind == "mixed"]
     if not runs:
         return None
     norms = tuple(_ordered((run.norm for run in runs), _NORM_ORDER))

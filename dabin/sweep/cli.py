@@ -29,7 +29,7 @@ from dabin.sweep.launchers import LAUNCHERS, make_launcher
 from dabin.sweep.progress import Progress
 from dabin.record.files import JOB, MANIFEST
 from dabin.sweep.running import Outcome
-from dabin.sweep.spec import SweepSpec, load_spec, narrow
+from dabin.sweep.spec import SweepSpec, load_spec, narrow, sweep_fingerprint
 
 __all__ = ["COMMAND_VARIABLE", "main"]
 
@@ -63,6 +63,24 @@ def _split(value: str | None) -> list[str] | None:
     return None if value is None else [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _split_tasks(value: str | None) -> list[str] | None:
+    """``--tasks`` items: a comma separates tasks, but also a multi-source task's sources (``Ar,Cl->Rw``).
+
+    Every task has an arrow, so a piece without one is a source of the task that follows it.
+    """
+    pieces = _split(value)
+    if pieces is None:
+        return None
+    tasks: list[str] = []
+    pending: list[str] = []
+    for piece in pieces:
+        pending.append(piece)
+        if any(arrow in piece for arrow in ("->", "→", ":")):
+            tasks.append(",".join(pending))
+            pending = []
+    return tasks + pending  # a trailing piece without an arrow: resolve_task names it
+
+
 def _split_ints(value: str | None, flag: str) -> list[int] | None:
     items = _split(value)
     if items is None:
@@ -93,6 +111,29 @@ def _comparable(manifest: Manifest) -> dict[str, object]:
             "extra": manifest.extra}
 
 
+def _extends(stored: Manifest, manifest: Manifest) -> bool:
+    """Whether ``manifest`` only adds methods to the sweep ``stored`` describes (or leaves some out).
+
+    Same dataset, domains and extra arguments, the same config for every method both name, and the
+    stored sweep's configs still as they were (its fingerprint, recomputed from the files now):
+    then their runs are comparable, as a sweep with a seed more is.
+    """
+    if (stored.dataset, tuple(stored.domains), tuple(stored.extra)) != (manifest.dataset, tuple(manifest.domains),
+                                                                        tuple(manifest.extra)):
+        return False
+    if any(manifest.configs[m] != config for m, config in stored.configs.items() if m in manifest.configs):
+        return False
+    if not stored.spec:
+        return False
+    folder = Path(stored.spec).parent
+    try:
+        again = sweep_fingerprint(stored.dataset, stored.domains, dict(stored.configs),
+                                  {m: (folder / c).resolve() for m, c in stored.configs.items()}, stored.extra)
+    except OSError:
+        return False
+    return again == stored.fingerprint
+
+
 def _check_out_dir(out: Path, manifest: Manifest) -> None:
     """Refuse an output folder that holds another sweep's runs (they would mix in one table)."""
     if out.exists() and not out.is_dir():
@@ -102,7 +143,7 @@ def _check_out_dir(out: Path, manifest: Manifest) -> None:
     except DabinError:
         raise DabinError(f"{out / MANIFEST} is damaged; use another --out or remove the folder") from None
     if stored is not None:
-        if stored.fingerprint != manifest.fingerprint:
+        if stored.fingerprint != manifest.fingerprint and not _extends(stored, manifest):
             mine, theirs = _comparable(manifest), _comparable(stored)
             changed = [key for key in mine if mine[key] != theirs[key]]
             what = f"its {', '.join(changed)} differ" if changed else "a config file's contents changed"
@@ -195,7 +236,7 @@ def main(argv: Sequence[str]) -> int:
         raise DabinError(f"--retries must be 0 or more, got {args.retries}")
     spec = load_spec(args.spec)
     spec = dataclasses.replace(spec, extra=(*spec.extra, *extra))
-    selected = narrow(spec, methods=_split(args.methods), norms=_split(args.norms), tasks=_split(args.tasks),
+    selected = narrow(spec, methods=_split(args.methods), norms=_split(args.norms), tasks=_split_tasks(args.tasks),
                       seeds=_split_ints(args.seeds, "--seeds"), folds=_split_ints(args.folds, "--folds"))
     all_jobs, jobs = expand_jobs(spec), expand_jobs(selected)
     out = Path(args.out) if args.out else spec.out

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dabin.methods.names import RUN_KINDS, SOURCE_BATCH_ONLY, TRANSFER_METHODS
+from dabin.methods.names import GENERALIZATION_METHODS, RUN_KINDS, SOURCE_BATCH_ONLY, TRANSFER_METHODS
 from dabin.record.metrics import RecordError
 from dabin.record.run import Request, hparam_text
 from dabin.sweep.spec import SweepSpec
@@ -28,9 +28,11 @@ __all__ = ["DABIN", "DEFAULT_COMMAND", "Job", "expand_jobs", "job_command", "pla
 DABIN: tuple[str, ...] = (sys.executable, "-m", "dabin")
 #: The training command; a spec's ``command`` or the DABIN_SWEEP_COMMAND variable replace it.
 DEFAULT_COMMAND: tuple[str, ...] = (*DABIN, "fit")
-#: Arguments a method adds to its config: every transfer method but DANN (the config's own) names itself.
-_METHOD_ARGS: dict[str, tuple[str, ...]] = {method: ("--model.method", method) for method in TRANSFER_METHODS
-                                            if method != "dann"}
+#: Arguments a method adds to its config: every transfer method but DANN (the config's own), and every
+#: domain-generalization method but ERM, names itself.
+_METHOD_ARGS: dict[str, tuple[str, ...]] = {method: ("--model.method", method)
+                                            for method in (*TRANSFER_METHODS, *GENERALIZATION_METHODS)
+                                            if method not in ("dann", "erm")}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -103,7 +105,26 @@ def _trainable(method: str, norm: str) -> bool:
 
     if NORM_SPECS[norm].domains is None:
         return True
+    # Not under DG either: a test domain never seen has no statistics of its own.
     return RUN_KINDS[method] == "transfer" and method not in SOURCE_BATCH_ONLY
+
+
+def _generalization_places(spec: SweepSpec) -> list[dict[str, Any]]:
+    """A DG method's runs: each task (training domains -> test domain), then its leave-one-out runs.
+
+    With ``leave_one_domain_out``, every task with two or more training domains also runs once
+    without each of them (DomainBed's runs with two test environments), in the dataset's order.
+    """
+    from datamodules.naming import join_domains, split_domains
+
+    places = [{"source": s, "target": t} for s, t in spec.tasks]
+    if spec.leave_one_domain_out:
+        for sources, target in spec.tasks:
+            names = split_domains(sources)
+            if len(names) > 1:
+                places += [{"source": join_domains([n for n in names if n != left]), "target": target}
+                           for left in names]
+    return list({(p["source"], p["target"]): p for p in places}.values())
 
 
 def planned(jobs: Sequence[Job]) -> list[tuple[str, Request]]:
@@ -131,6 +152,8 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
         shared = method not in spec.own_configs
         if RUN_KINDS[method] == "transfer":
             places: list[dict[str, Any]] = [{"source": s, "target": t} for s, t in spec.tasks]
+        elif RUN_KINDS[method] == "dg":
+            places = _generalization_places(spec)
         else:
             places = [{"fold": fold} for fold in spec.folds]
         axes = [axis for axis in spec.hyper if axis.applies(method)]
@@ -163,7 +186,9 @@ def job_command(job: Job, run_dir: Path, base: Sequence[str] = DEFAULT_COMMAND, 
     """
     method_args = _METHOD_ARGS.get(job.method, ()) if job.shared_config else ()
     command = [*base, "-c", job.config_file or job.config, "--model.norm", job.norm, *method_args]
-    if job.source is not None and job.target is not None:
+    if job.source is not None and job.target is not None and RUN_KINDS[job.method] == "dg":
+        command += ["--data.train_domains", job.source, "--data.test_domain", job.target]
+    elif job.source is not None and job.target is not None:
         command += ["--data.source", job.source, "--data.target", job.target]
     if job.fold is not None:
         command += ["--data.fold", str(job.fold)]

@@ -11,7 +11,7 @@ A spec is a small YAML file::
     axes:
       methods: [dann, mixed]
       norms: [bn, bin]
-      tasks: all                 # or ["Ar->Cl", "Cl→Ar", ...]
+      tasks: all                 # or ["Ar->Cl", "Cl→Ar", "Ar,Cl,Pr->Rw", ...], or leave_one_out
       seeds: [0]
       folds: [0, 1, 2, 3, 4]
       model.lambda_max: [0.1, 0.3, 1.0]   # a hyper-parameter axis: any config key, dotted
@@ -39,8 +39,7 @@ from typing import Any
 import yaml
 
 from dabin.errors import DabinError
-from dabin.methods.names import RUN_KINDS
-from dabin.methods.names import TRANSFER_METHODS
+from dabin.methods.names import GENERALIZATION_METHODS, RUN_KINDS, TRANSFER_METHODS
 from dabin.record.run import Scalar
 from datamodules.naming import format_task
 
@@ -53,6 +52,7 @@ __all__ = [
     "load_spec",
     "narrow",
     "resolve_task",
+    "sweep_fingerprint",
 ]
 
 AXES: tuple[str, ...] = ("methods", "norms", "tasks", "seeds", "folds")
@@ -61,12 +61,16 @@ DATASETS: tuple[str, ...] = ("embedded", "officehome")
 _HYPER_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 #: Config keys every job sets itself, each from its own axis or the run's folder.
 _JOB_KEYS = {"model.norm": "norms", "model.method": "methods", "data.source": "tasks", "data.target": "tasks",
-             "data.task": "tasks", "data.fold": "folds", "trainer.default_root_dir": "out"}
-_KEYS = ("name", "dataset", "domains", "out", "configs", "axes", "extra", "workers", "command", "slurm")
+             "data.task": "tasks", "data.fold": "folds", "data.test_domain": "tasks", "data.train_domains": "tasks",
+             "trainer.default_root_dir": "out"}
+_KEYS = ("name", "dataset", "domains", "out", "configs", "axes", "extra", "workers", "command", "slurm",
+         "leave_one_domain_out")
 #: Method whose config a method borrows when the spec gives it none: every transfer method runs in
 #: the DANN harness (same backbone, bottleneck, heads and schedule; source-only adds no loss), so
-#: sharing its config keeps them comparable by construction.
-_CONFIG_FALLBACK = {method: "dann" for method in TRANSFER_METHODS if method != "dann"}
+#: sharing its config keeps them comparable by construction. Every domain-generalization method
+#: runs in ERM's harness likewise.
+_CONFIG_FALLBACK = {**{method: "dann" for method in TRANSFER_METHODS if method != "dann"},
+                    **{method: "erm" for method in GENERALIZATION_METHODS if method != "erm"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +116,9 @@ class SweepSpec:
         own_configs: Transfer methods with a config of their own (not DANN's): their jobs do not add
             ``--model.method NAME``, which would replace the options the config gives the method.
         hyper: Hyper-parameter axes, in the spec's order.
+        leave_one_domain_out: Domain-generalization methods also run, for every task and every one of
+            its training domains, without that domain: the runs leave-one-domain-out
+            cross-validation selects with (:mod:`dabin.report.generalization`).
     """
 
     path: Path
@@ -132,6 +139,7 @@ class SweepSpec:
     slurm: dict[str, Any] = dataclasses.field(default_factory=dict)
     own_configs: frozenset[str] = frozenset()
     hyper: tuple[HyperAxis, ...] = ()
+    leave_one_domain_out: bool = False
 
     def fingerprint(self) -> str:
         """Hash of what makes two sweeps' runs comparable: dataset, configs (with contents), extra.
@@ -139,41 +147,59 @@ class SweepSpec:
         The axes are left out on purpose: adding a seed or narrowing the tasks keeps the sweep the
         same, while a changed config or extra argument would mix incomparable runs in one table.
         """
-        digest = hashlib.sha256()
-        digest.update(repr((self.dataset, self.domains, tuple(sorted(self.configs.items())), self.extra)).encode())
-        for method in sorted(self.config_files):
-            digest.update(self.config_files[method].read_bytes())
-        return digest.hexdigest()[:16]
+        return sweep_fingerprint(self.dataset, self.domains, self.configs, self.config_files, self.extra)
+
+
+def sweep_fingerprint(dataset: str, domains: Sequence[str], configs: dict[str, str], config_files: dict[str, Path],
+                      extra: Sequence[str]) -> str:
+    """:meth:`SweepSpec.fingerprint` of these parts (also of an earlier sweep's, from its manifest).
+
+    Raises:
+        OSError: A config file cannot be read.
+    """
+    digest = hashlib.sha256()
+    digest.update(repr((dataset, tuple(domains), tuple(sorted(configs.items())), tuple(extra))).encode())
+    for method in sorted(config_files):
+        digest.update(config_files[method].read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def resolve_task(task: str, domains: Sequence[str]) -> tuple[str, str]:
-    """The ``(source, target)`` domain names of a task written ``Ar→Cl``, ``Ar->Cl`` or by names.
+    """The ``(source, target)`` domain names of a task written ``Ar→Cl``, ``Ar->Cl``, ``Ar,Cl,Pr->Rw`` or by names.
 
     Args:
         task: The task as written by a user.
         domains: The dataset's domain names.
 
     Returns:
-        The two domain names as the dataset spells them.
+        The domain names as the dataset spells them; several sources joined by commas in the
+        dataset's order (``("Art,Clipart,Product", "Real World")``).
 
     Raises:
-        DabinError: The task is malformed or names a domain the dataset does not have.
+        DabinError: The task is malformed, names a domain the dataset does not have, names a source
+            twice, or has its target among its sources.
     """
-    from datamodules.naming import domain_code, domain_key
-    from datamodules.tasks import parse_task
+    from datamodules.naming import domain_code, domain_key, join_domains
+    from datamodules.tasks import parse_multi_task
 
     by_key = {domain_key(name): name for name in domains}
     by_key.update({domain_key(domain_code(name)): name for name in domains})
-    source, target = parse_task(task)
+    sources, target = parse_multi_task(task)
     names = []
-    for part in (source, target):
+    for part in (*sources, target):
         if domain_key(part) not in by_key:
             codes = ", ".join(domain_code(name) for name in domains)
             raise DabinError(f"unknown domain {part!r} in task {task!r}; domains: {codes}")
         names.append(by_key[domain_key(part)])
-    if names[0] == names[1]:
+    *source_names, target_name = names
+    if len(source_names) == 1 and source_names[0] == target_name:
         raise DabinError(f"task {task!r} has the same source and target")
-    return names[0], names[1]
+    if target_name in source_names:
+        raise DabinError(f"task {task!r}: the target {target_name!r} is also a source")
+    repeated = [name for name in dict.fromkeys(source_names) if source_names.count(name) > 1]
+    if repeated:
+        raise DabinError(f"task {task!r} names the source {repeated[0]!r} twice")
+    return join_domains([name for name in domains if name in source_names]), target_name
 
 
 def _dataset_domains(dataset: str) -> tuple[str, ...]:
@@ -211,10 +237,12 @@ def _choices(value: Any, allowed: Sequence[str], what: str, where: str) -> tuple
 
 
 def _tasks(value: Any, domains: Sequence[str], where: str) -> tuple[tuple[str, str], ...]:
-    from datamodules.tasks import transfer_tasks
+    from datamodules.tasks import leave_one_out_tasks, transfer_tasks
 
     if value == "all":
         return tuple(transfer_tasks(list(domains)))
+    if value == "leave_one_out":  # each domain the target of all the others
+        return tuple(leave_one_out_tasks(list(domains)))
     try:
         return tuple(dict.fromkeys(resolve_task(str(task), domains) for task in _as_list(value, "tasks", where)))
     except DabinError as error:
@@ -293,8 +321,11 @@ def load_spec(path: str | Path) -> SweepSpec:
     methods = _choices(axes.get("methods", ["dann"]), tuple(RUN_KINDS), "methods", where)
     norms = _choices(axes.get("norms", ["bn", "bin"]), NORMS, "norms", where)
     transfer = any(RUN_KINDS[m] == "transfer" for m in methods)
+    generalization = any(RUN_KINDS[m] == "dg" for m in methods)
     mixed = any(RUN_KINDS[m] == "mixed" for m in methods)
-    tasks = _tasks(axes.get("tasks", "all"), domains, where) if transfer else ()
+    # A DG run's task is its training domains -> its test domain; by default each domain held out.
+    default_tasks = "all" if transfer else "leave_one_out"
+    tasks = _tasks(axes.get("tasks", default_tasks), domains, where) if transfer or generalization else ()
     folds = _ints(axes.get("folds", [0]), "folds", where) if mixed else ()
     seeds = _ints(axes.get("seeds", [0]), "seeds", where)
     hyper = tuple(_hyper_axis(str(key), value, methods, where) for key, value in axes.items() if key not in AXES)
@@ -310,10 +341,12 @@ def load_spec(path: str | Path) -> SweepSpec:
             raise DabinError(f"{where}: no config for method {method!r}; add it under `configs:`")
         configs[method] = str(config)
     config_files = {m: (spec_path.parent / c).resolve() for m, c in configs.items()}
-    # A transfer method under its own name with a file other than DANN's: that config names the
-    # method (with its options); otherwise the job names it on the command line.
-    dann_file = (spec_path.parent / str(configs_raw["dann"])).resolve() if "dann" in configs_raw else None
-    own = frozenset(m for m in methods if m in _CONFIG_FALLBACK and m in configs_raw and config_files[m] != dann_file)
+    # A method under its own name with a file other than its harness's (DANN's, ERM's): that config
+    # names the method (with its options); otherwise the job names it on the command line.
+    harness_files = {name: (spec_path.parent / str(configs_raw[name])).resolve()
+                     for name in set(_CONFIG_FALLBACK.values()) if name in configs_raw}
+    own = frozenset(m for m in methods if m in _CONFIG_FALLBACK and m in configs_raw
+                    and config_files[m] != harness_files.get(_CONFIG_FALLBACK[m]))
     for method, file in config_files.items():
         if not file.is_file():
             raise DabinError(f"{where}: config of {method!r} not found: {file}")
@@ -328,6 +361,12 @@ def load_spec(path: str | Path) -> SweepSpec:
     workers = raw.get("workers", 1)
     if not isinstance(workers, int) or workers < 1:
         raise DabinError(f"{where}: workers must be a positive integer, got {workers!r}")
+    lodo = raw.get("leave_one_domain_out", False)
+    if not isinstance(lodo, bool):
+        raise DabinError(f"{where}: leave_one_domain_out must be true or false, got {lodo!r}")
+    if lodo and not generalization:
+        raise DabinError(f"{where}: leave_one_domain_out adds runs of the domain-generalization methods "
+                         f"({', '.join(GENERALIZATION_METHODS)}); the methods axis has none")
     slurm = raw.get("slurm") or {}
     if not isinstance(slurm, dict):
         raise DabinError(f"{where}: slurm must be a mapping of submitit parameters")
@@ -336,6 +375,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         out=Path(str(raw.get("out", f"runs/{spec_path.parent.name}"))), configs=configs,
         config_files=config_files, methods=methods, norms=norms, tasks=tasks, seeds=seeds, folds=folds,
         extra=tuple(extra), workers=workers, command=command, slurm=slurm, own_configs=own, hyper=hyper,
+        leave_one_domain_out=lodo,
     )
 
 

@@ -65,7 +65,7 @@ def test_all_tasks_and_fingerprint(tmp_path):
     (("axes:", "colors: [red]\naxes:"), "unknown key 'colors'"),
     (("  seeds: [0, 1]", "  seeds: [0, 1]\n  lrs: [1]"), "unknown axis 'lrs'; expected one of methods, norms"),
     (("norms: [bn, bin]", "norms: [bn, gn]"), "unknown norm 'gn'; expected one of bn, in, bnin, bin"),
-    (("methods: [dann, source_only, mixed]", "methods: [dann, coral]"), "unknown method 'coral'"),
+    (("methods: [dann, source_only, mixed]", "methods: [dann, irm]"), "unknown method 'irm'"),
     (('"Aa->Bb"', '"Aa->Dd"'), "unknown domain 'Dd' in task 'Aa->Dd'; domains: Aa, Bb, Cc"),
     (('"Aa->Bb"', '"Aa->Aa"'), "task 'Aa->Aa' has the same source and target"),
     (('"Aa->Bb"', '"AaBb"'), "unknown task 'AaBb'"),

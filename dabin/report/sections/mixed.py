@@ -34,7 +34,7 @@ def _mixed_section(table: MixedTable, runs: Sequence[Run], bars: str | None) -> 
     header = ["Norm", *table.domains, "Avg", "Runs"]
     rows = []
     for norm in table.norms:
-        statuses = collections.Counter(r.status for r in runs if not r.transfer and r.norm == norm)
+        statuses = collections.Counter(r.status for r in runs if r.kind == "mixed" and r.norm == norm)
         status = ", ".join(f"{statuses[s]} {s}" for s in ("ok", "failed", "incomplete", "missing") if statuses[s])
         # A mixed run tests every domain at once, so its status belongs to the row, not to a cell.
         rows.append([norm_label(norm), *(cell_text(table.cells[norm, d], show_missing=False) for d in table.domains),
