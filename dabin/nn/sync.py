@@ -22,6 +22,7 @@ Lightning plugin that does so for ``Trainer(sync_batchnorm=True)``.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -171,8 +172,22 @@ class SyncNorm(TorchSyncBatchNorm):
         self.process_group = process_group
 
     def apply(self, model: nn.Module) -> nn.Module:
-        """Synchronize every BIN and BatchNorm layer of ``model`` (see :func:`convert_sync_norm`)."""
-        return convert_sync_norm(model, self.process_group)
+        """Synchronize every BIN and BatchNorm layer of ``model`` (see :func:`convert_sync_norm`).
+
+        Other BatchNorm subclasses (the lab's Switchable Norm, TransNorm, IBN) are not synchronized:
+        one warning names them, since their batch statistics stay each process's own.
+
+        Warns:
+            UserWarning: Naming the layer classes left unsynchronized.
+        """
+        model = convert_sync_norm(model, self.process_group)
+        left = sorted({type(m).__name__ for m in model.modules()
+                       if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                       and not isinstance(m, (nn.SyncBatchNorm, SyncBatchInstanceNorm))})
+        if left:
+            warnings.warn(f"sync_batchnorm: {', '.join(left)} layers are not synchronized; each process "
+                          "normalizes them with its own batch's statistics", UserWarning, stacklevel=2)
+        return model
 
     def revert(self, model: nn.Module) -> nn.Module:
         """Restore the layers :meth:`apply` replaced (see :func:`revert_sync_norm`)."""

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -305,3 +306,15 @@ def test_cli_sync_batchnorm_keeps_bin_on_cpu_ddp(tmp_path: Path) -> None:
     with (tmp_path / "gates.csv").open() as f:
         gates = [float(row["gate"]) for row in csv.DictReader(f)]
     assert gates and min(gates) < 1.0
+
+
+def test_plugin_names_the_lab_layers_it_leaves_unsynchronized() -> None:
+    from dabin.nn import convert_norm
+
+    model = convert_norm(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1),
+                                       nn.BatchNorm2d(4)), "switchable")
+    with pytest.warns(UserWarning, match="sync_batchnorm: SwitchNorm2d layers are not synchronized"):
+        SyncNorm().apply(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # BN and BIN only: synchronized, nothing to say
+        SyncNorm().apply(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)))

@@ -103,6 +103,7 @@ def section(inputs: ReportInputs) -> Part:
     for rule in RULES:
         header = ["Method", "Norm", *(domain_code(d) for d in domains), "Avg"]
         rows = []
+        left_out = []
         for method, norm in rows_of:
             cells = []
             for test in domains:
@@ -111,9 +112,16 @@ def section(inputs: ReportInputs) -> Part:
             complete = [s for s in seeds if all((rule, method, norm, t, s) in chosen for t in domains)]
             averages = [sum(chosen[rule, method, norm, t, s].test for t in domains) / len(domains) for s in complete]
             cells.append(f"**{mean_ci(averages).format(1)}**" if averages else "—")
+            if all(cell == "—" for cell in cells):
+                left_out.append(f"{method_label(method)} {norm_label(norm)}")
+                continue
             rows.append([method_label(method), norm_label(norm), *cells])
         rows += _published_rows(dataset, rule, list(dict.fromkeys(m for m, _ in rows_of)), len(domains))
-        lines += [f"### Selection: {RULE_TITLES[rule]}", "", _NOTES[rule] + ".", "", *md_table(header, rows), ""]
+        lines += [f"### Selection: {RULE_TITLES[rule]}", "", _NOTES[rule] + ".", ""]
+        lines += [*md_table(header, rows), ""] if rows else []
+        if left_out:
+            lines += [f"Without the runs this rule needs (a sweep with `leave_one_domain_out: true`): "
+                      f"{', '.join(left_out)}.", ""]
         if _published_rows(dataset, rule, [m for m, _ in rows_of], len(domains)):
             lines += [f"DomainBed rows: {DOMAINBED_SETTING}.", ""]
     for (rule, method, norm, test, seed), choice in sorted(chosen.items()):
