@@ -161,3 +161,10 @@ def test_sweep_cli_tasks_keep_a_multi_source_task_whole() -> None:
 
     assert _split_tasks("In,Ne,Ph->Sk, Ar->Cl,Cl→Ar") == ["In,Ne,Ph->Sk", "Ar->Cl", "Cl→Ar"]
     assert _split_tasks("Ar") == ["Ar"]  # no arrow: resolve_task says what is wrong with it
+
+
+def test_real_scale_dg_specs_load_with_their_leave_one_out_runs() -> None:
+    root = DEMO.parent
+    for spec in (root / "officehome" / "dg.yaml", root / "pacs" / "dg.yaml"):
+        jobs = expand_jobs(load_spec(spec))
+        assert len(jobs) == 5 * 2 * 3 * (4 + 4 * 3)  # methods x norms x seeds x (tasks + their LODO runs)
