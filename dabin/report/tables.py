@@ -206,8 +206,10 @@ def transfer_table(sweep: Sweep) -> TransferTable | None:
             cells[task, column] = _cell(mine, {seed: v for seed, v in values.items() if v is not None})
     averages = {column: average([cells[task, column] for task in tasks]) for column in columns}
     paper, subset = paper_numbers(PAPER_TABLE4, {format_task(*t): format_task(*t) for t in tasks})
+    # Office-Home tasks the paper does not have (multi-source ones) get no paper column at all.
+    shown = sweep.office_home and any(paper.values())
     return TransferTable(tasks=tasks, columns=columns, cells=cells, averages=averages,
-                         paper=paper if sweep.office_home else None, paper_subset=subset and sweep.office_home)
+                         paper=paper if shown else None, paper_subset=subset and shown)
 
 
 def _domain_value(run: Run, domain: str) -> float | None:

@@ -165,6 +165,26 @@ def test_sweep_cli_tasks_keep_a_multi_source_task_whole() -> None:
 
 def test_real_scale_dg_specs_load_with_their_leave_one_out_runs() -> None:
     root = DEMO.parent
-    for spec in (root / "officehome" / "dg.yaml", root / "pacs" / "dg.yaml"):
-        jobs = expand_jobs(load_spec(spec))
-        assert len(jobs) == 5 * 2 * 3 * (4 + 4 * 3)  # methods x norms x seeds x (tasks + their LODO runs)
+    for name, domains in (("officehome", 4), ("pacs", 4), ("vlcs", 4), ("terra_incognita", 4), ("domainnet", 6)):
+        spec = load_spec(root / name / "dg.yaml")
+        jobs = expand_jobs(spec)
+        # methods x norms x seeds x (tasks + their leave-one-out runs)
+        assert len(jobs) == 5 * 2 * 3 * (domains + domains * (domains - 1)), name
+        if name != "officehome":  # the domains as the catalog spells them
+            from datamodules.catalog import DATASETS
+
+            assert spec.domains == DATASETS[name].domains
+
+
+@pytest.mark.parametrize("name", ["pacs", "vlcs", "terra_incognita", "domainnet"])
+def test_real_scale_dg_configs_parse(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from dabin.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "-c", str(DEMO.parent / name / "erm.yaml"), "--model.weights", "null", "--print_config"])
+    assert stop.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["class_path"] == "dabin.modules.GeneralizationModule"
+    assert config["model"]["init_args"]["backbone"] == "resnet50" and config["trainer"]["max_steps"] == 5000

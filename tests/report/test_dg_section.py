@@ -58,3 +58,16 @@ def test_tables_show_each_rule_and_domainbeds_numbers() -> None:
 
 def test_no_dg_runs_no_section() -> None:
     assert section(_inputs([])).lines == []
+
+
+def test_multi_source_office_home_tasks_get_no_paper_column() -> None:
+    from dabin.report.tables import transfer_table
+
+    def transfer(source: str, target: str) -> Run:
+        return Run(key=f"{source}-{target}", line=0, method="dann", norm="bin", source=source, target=target, seed=0,
+                   fold=None, status="ok", reason="", test={target: Result(50.0, 10)}, model_selection="")
+
+    multi = _inputs([transfer("Clipart,Product,Real World", "Art")]).sweep
+    assert transfer_table(multi).paper is None and not transfer_table(multi).paper_subset
+    single = _inputs([transfer("Art", "Clipart")]).sweep
+    assert transfer_table(single).paper is not None and transfer_table(single).paper_subset
