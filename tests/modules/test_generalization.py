@@ -188,3 +188,14 @@ def test_real_scale_dg_configs_parse(name: str, capsys: pytest.CaptureFixture[st
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["class_path"] == "dabin.modules.GeneralizationModule"
     assert config["model"]["init_args"]["backbone"] == "resnet50" and config["trainer"]["max_steps"] == 5000
+
+
+def test_a_dataset_of_one_domain_is_one_line(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "Only" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8)).save(tmp_path / "Only" / name / f"{i}.png")
+    with pytest.raises(DabinError, match=r"domain generalization needs at least two domains; .* has only \['Only'\]"):
+        GeneralizationDataModule(str(tmp_path), image_size=32, num_workers=0)
