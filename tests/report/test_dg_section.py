@@ -71,3 +71,11 @@ def test_multi_source_office_home_tasks_get_no_paper_column() -> None:
     assert transfer_table(multi).paper is None and not transfer_table(multi).paper_subset
     single = _inputs([transfer("Art", "Clipart")]).sweep
     assert transfer_table(single).paper is not None and transfer_table(single).paper_subset
+
+
+def test_terra_incognita_columns_are_domainbeds() -> None:
+    from dabin.report.sections.generalization import _column_names
+
+    domains = ("location_100", "location_38", "location_43", "location_46")
+    assert _column_names("terra_incognita", domains, domains[1:]) == ["L38", "L43", "L46"]
+    assert _column_names(None, ("Ink", "Neon"), ("Neon",)) == ["Ne"]

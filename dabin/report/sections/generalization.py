@@ -70,6 +70,14 @@ def _published_rows(dataset: str | None, rule: Rule, methods: Sequence[str], wid
             for m in methods if m in DOMAINBED[dataset][rule]]
 
 
+def _column_names(dataset: str | None, all_domains: Sequence[str], shown: Sequence[str]) -> list[str]:
+    """Held-out domains as DomainBed's tables abbreviate them on its datasets (L100, ...), else their codes."""
+    if dataset is not None and dataset in DOMAINBED_COLUMNS and len(all_domains) == len(DOMAINBED_COLUMNS[dataset]) - 1:
+        names = dict(zip(all_domains, DOMAINBED_COLUMNS[dataset]))
+        return [names[d] for d in shown]
+    return [domain_code(d) for d in shown]
+
+
 def _identify(domains: Sequence[str]) -> str | None:
     from datamodules.catalog import DATASETS, identify
 
@@ -101,13 +109,14 @@ def section(inputs: ReportInputs) -> Part:
     writer = csv.writer(table_csv)
     writer.writerow(["rule", "method", "norm", "test_domain", "seed", "setting", "step", "val", "test"])
     for rule in RULES:
-        header = ["Method", "Norm", *(domain_code(d) for d in domains), "Avg"]
+        header = ["Method", "Norm", *_column_names(dataset, sweep.domains, domains), "Avg"]
         rows = []
         left_out = []
         for method, norm in rows_of:
             cells = []
             for test in domains:
-                values = [chosen[rule, method, norm, test, s].test for s in seeds if (rule, method, norm, test, s) in chosen]
+                values = [chosen[rule, method, norm, test, s].test for s in seeds
+                          if (rule, method, norm, test, s) in chosen]
                 cells.append(f"{mean_ci(values).format(1)} (n={len(values)})" if values else "—")
             complete = [s for s in seeds if all((rule, method, norm, t, s) in chosen for t in domains)]
             averages = [sum(chosen[rule, method, norm, t, s].test for t in domains) / len(domains) for s in complete]
