@@ -13,11 +13,12 @@ from collections.abc import Sequence
 import pytorch_lightning as pl
 import torch.distributed
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from datamodules.cache import ResizedImageCache
 from datamodules.dataset import ImageDataset
 from datamodules.embedded import embedded_root, is_embedded
+from datamodules.splits import transfer_split
 from datamodules.transforms import RESIZE_RATIO, ToNormalizedTensor, eval_transform, resize_size, train_transform
 from datamodules.tree import DomainTree, Sample
 
@@ -115,6 +116,20 @@ class DomainDataModule(pl.LightningDataModule):
         if train:
             return ImageDataset(samples, self.train_transform, self.short_side, self.cache)
         return ImageDataset(samples, self.to_tensor, self.short_side, self.cache, crop=self.image_size)
+
+    def domain_split(self, index: int) -> tuple[list[Sample], list[Sample]]:
+        """Domain ``index``'s 80/20 split as samples (:func:`~datamodules.splits.transfer_split`, seeded by ``seed``)."""
+        samples = self.tree.domain_samples(index)
+        train, test = transfer_split(samples, self.domains[index], self.seed)
+        return [samples[i] for i in train], [samples[i] for i in test]
+
+    def cycled_loader(self, samples: Sequence[Sample], steps: int) -> DataLoader:
+        """A training loader of ``steps`` batches over ``samples``, reshuffled after every pass, never exhausted early."""
+        dataset = self.dataset(samples, train=True)
+        # Without replacement, num_samples beyond the split's size makes RandomSampler chain fresh
+        # permutations: every image once per pass, a new order each pass.
+        sampler = RandomSampler(dataset, replacement=False, num_samples=steps * self.batch_size)
+        return self.loader(dataset, sampler=sampler, drop_last=True)
 
     def loader(self, dataset: ImageDataset, sampler: Sampler[int] | Sequence[int] | None = None, shuffle: bool = False,
                drop_last: bool = False) -> DataLoader:

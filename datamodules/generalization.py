@@ -25,13 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 
 from dabin.errors import DabinError
 from datamodules.base import DomainDataModule
 from datamodules.catalog import DATASETS, pacs_split_folder, read_pacs_splits
-from datamodules.naming import join_domains, split_domains
-from datamodules.splits import transfer_split
+from datamodules.naming import domain_list, join_domains
 from datamodules.tasks import parse_task
 from datamodules.tree import Sample
 
@@ -41,12 +40,6 @@ __all__ = ["GeneralizationDataModule", "IN", "OUT"]
 IN = "in"
 #: Suffix of a domain's held-out 20 % part.
 OUT = "out"
-
-
-def _domain_list(value: str | Sequence[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    return split_domains(value) if isinstance(value, str) else list(value)
 
 
 class GeneralizationDataModule(DomainDataModule):
@@ -107,17 +100,15 @@ class GeneralizationDataModule(DomainDataModule):
                          resize_ratio, crop_scale, hflip)
         if task is not None:
             sources, test_domain = parse_task(task)
-            train_domains = _domain_list(sources)
+            train_domains = sources
         if len(self.domains) < 2:
             raise DabinError(f"domain generalization needs at least two domains; {self.root} has only {self.domains}")
         test_index = self.tree.resolve(test_domain if test_domain is not None else self.domains[0])
-        wanted = _domain_list(train_domains)
+        wanted = domain_list(train_domains, "train_domains")
         if wanted is None:
             train_indices = [i for i in range(len(self.domains)) if i != test_index]
         else:
             train_indices = [self.tree.resolve(name) for name in wanted]
-            if not train_indices:
-                raise DabinError("train_domains is empty; name at least one training domain")
             if test_index in train_indices:
                 raise DabinError(f"the test domain {self.domains[test_index]!r} is also a training domain "
                                  f"(train_domains {join_domains(wanted)!r})")
@@ -140,11 +131,8 @@ class GeneralizationDataModule(DomainDataModule):
         if official:
             self.splits = dict(read_pacs_splits(self.tree))
         for index, name in enumerate(self.domains):
-            if name in self.splits:
-                continue
-            samples = self.tree.domain_samples(index)
-            part_in, part_out = transfer_split(samples, name, seed)
-            self.splits[name] = ([samples[i] for i in part_in], [samples[i] for i in part_out])
+            if name not in self.splits:
+                self.splits[name] = self.domain_split(index)
         self.val_names = [f"{name}/{OUT}" for name in self.train_names]
         self.val_names += [f"{name}/{part}" for name in self.unseen_names for part in (IN, OUT)]
         self.eval_names = [self.test_name, *self.val_names]
@@ -166,13 +154,7 @@ class GeneralizationDataModule(DomainDataModule):
 
     def train_dataloader(self) -> dict[str, DataLoader]:
         """``{training domain name: its in part}``, each cycled for ``steps_per_epoch`` batches."""
-        loaders = {}
-        for name in self.train_names:
-            dataset = self.dataset(self.splits[name][0], train=True)
-            # Without replacement beyond the part's size: fresh permutations chained, never exhausted early.
-            sampler = RandomSampler(dataset, replacement=False, num_samples=self.steps_per_epoch * self.batch_size)
-            loaders[name] = self.loader(dataset, sampler=sampler, drop_last=True)
-        return loaders
+        return {name: self.cycled_loader(self.splits[name][0], self.steps_per_epoch) for name in self.train_names}
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per name of :attr:`val_names`."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-__all__ = ["DOMAIN_SEPARATOR", "domain_code", "domain_key", "format_task", "join_domains", "split_domains",
-           "unique_codes"]
+from dabin.errors import DabinError
+
+__all__ = ["DOMAIN_SEPARATOR", "domain_code", "domain_key", "domain_list", "format_task", "join_domains",
+           "split_domains", "unique_codes"]
 
 #: Joins several domains in one field (a multi-source task's sources: ``"Art,Clipart,Product"``).
 DOMAIN_SEPARATOR = ","
@@ -57,6 +60,24 @@ def join_domains(names: list[str] | tuple[str, ...]) -> str:
 def split_domains(field: str) -> list[str]:
     """Inverse of :func:`join_domains` (one domain gives a one-element list)."""
     return [name.strip() for name in field.split(DOMAIN_SEPARATOR)]
+
+
+def domain_list(value: str | Sequence[str] | None, what: str) -> list[str] | None:
+    """Domains as a user writes them, a list or joined (``"Ar,Cl,Pr"``), as a list; None stays None.
+
+    Args:
+        value: The domains.
+        what: The argument's name, for the message.
+
+    Raises:
+        DabinError: No domain, or an empty name among them.
+    """
+    if value is None:
+        return None
+    names = split_domains(value) if isinstance(value, str) else [str(name).strip() for name in value]
+    if not names or not all(names):
+        raise DabinError(f"unknown {what} {value!r}; name one or more domains, e.g. 'Ar' or 'Ar,Cl,Pr'")
+    return names
 
 
 def format_task(source: str, target: str) -> str:

@@ -30,9 +30,8 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from dabin.errors import DabinError
 from datamodules.base import DomainDataModule
-from datamodules.naming import join_domains, split_domains
+from datamodules.naming import domain_list, join_domains
 from datamodules.samplers import BalancedDomainSampler
-from datamodules.splits import transfer_split
 from datamodules.tasks import parse_multi_task, transfer_tasks
 from datamodules.tree import Sample
 
@@ -98,7 +97,7 @@ class TransferDataModule(DomainDataModule):
     ) -> None:
         super().__init__(root, image_size, batch_size, num_workers, seed, cache_dir, image_lists,
                          resize_ratio, crop_scale, hflip)
-        sources = self._written_sources(source)
+        sources = domain_list(source, "source")
         if task is not None:
             sources, target = parse_multi_task(task)
         if len(self.domains) < 2:
@@ -125,9 +124,7 @@ class TransferDataModule(DomainDataModule):
         self.source_balance = source_balance
         self.splits: dict[str, tuple[list[Sample], list[Sample]]] = {}
         for index in (*source_indices, target_index):
-            samples = self.tree.domain_samples(index)
-            train, test = transfer_split(samples, self.domains[index], seed)
-            self.splits[self.domains[index]] = ([samples[i] for i in train], [samples[i] for i in test])
+            self.splits[self.domains[index]] = self.domain_split(index)
         self.test_all_splits = test_all_splits
         self.val_names = list(self.source_names)
         self.eval_names = [self.target_name]
@@ -137,16 +134,6 @@ class TransferDataModule(DomainDataModule):
                 self.eval_names += [f"{name}/test", f"{name}/train"]
         larger = max(len(self._source_split(0)), len(self.splits[self.target_name][0]))
         self.steps_per_epoch = steps_per_epoch or max(1, math.ceil(larger / batch_size))
-
-    @staticmethod
-    def _written_sources(source: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
-        """The sources as written: a list, a comma-joined string, or None (the default task's)."""
-        if source is None:
-            return None
-        names = split_domains(source) if isinstance(source, str) else [str(name).strip() for name in source]
-        if not names or not all(names):
-            raise DabinError(f"unknown source {source!r}; name one or more domains, e.g. 'Ar' or 'Ar,Cl,Pr'")
-        return names
 
     def _resolve_sources(self, sources: list[str], shown: str) -> list[int]:
         """The sources' domain indices in dataset order (each named once)."""
@@ -163,13 +150,6 @@ class TransferDataModule(DomainDataModule):
         """The sources' train (0) or test (1) splits, one after the other in dataset order."""
         return [sample for name in self.source_names for sample in self.splits[name][split]]
 
-    def _cycled(self, samples: list[Sample]) -> DataLoader:
-        dataset = self.dataset(samples, train=True)
-        # Without replacement, num_samples beyond the split's size makes RandomSampler chain fresh
-        # permutations: every image once per pass, a new order each pass, never exhausted early.
-        sampler = RandomSampler(dataset, replacement=False, num_samples=self.steps_per_epoch * self.batch_size)
-        return self.loader(dataset, sampler=sampler, drop_last=True)
-
     def _balanced(self) -> DataLoader:
         dataset = self.dataset(self._source_split(0), train=True)
         sampler = BalancedDomainSampler([len(self.splits[name][0]) for name in self.source_names],
@@ -182,8 +162,9 @@ class TransferDataModule(DomainDataModule):
         Several sources: the union of their train splits (``source_balance``: equal shares per batch).
         """
         balanced = self.source_balance and len(self.source_names) > 1
-        return {"source": self._balanced() if balanced else self._cycled(self._source_split(0)),
-                "target": self._cycled(self.splits[self.target_name][0])}
+        steps = self.steps_per_epoch
+        return {"source": self._balanced() if balanced else self.cycled_loader(self._source_split(0), steps),
+                "target": self.cycled_loader(self.splits[self.target_name][0], steps)}
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """The source's 20% split (several sources: one loader each): model selection never sees target labels."""

@@ -14,7 +14,7 @@ After testing, :attr:`DomainModule.test_results` holds ``{name: {"accuracy": %, 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -24,11 +24,38 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from dabin.errors import DabinError
 from datamodules import DomainDataModule
-from dabin.nn import GATE_LR_BASES, GateLrBase, bin_param_groups, clamp_gates_
+from dabin.models import WeightsArg, build_backbone
+from dabin.nn import (GATE_LR_BASES, NORM_SPECS, GateLrBase, NormName, bin_param_groups, clamp_gates_,
+                      insert_mixstyle)
+from dabin.nn.mixstyle import MixStyleMode
 
-__all__ = ["DomainModule", "NonFiniteLossError"]
+__all__ = ["DomainModule", "NonFiniteLossError", "lab_backbone"]
 
 Batch = tuple[Tensor, Tensor, Tensor]  # images, labels, domain ids
+
+
+def lab_backbone(name: str, *, norm: NormName, mixstyle: MixStyleMode, mixstyle_p: float, mixstyle_alpha: float,
+                 weights: WeightsArg, small_input: bool, width: int) -> tuple[nn.Module, MixStyleMode]:
+    """A module's backbone with its norm and MixStyle (:func:`~dabin.models.build_backbone`, :func:`~dabin.nn.insert_mixstyle`).
+
+    ``norm: mixstyle`` is BatchNorm with MixStyle (``random`` unless ``mixstyle`` says otherwise),
+    inserted with the module's ``p`` and ``alpha`` rather than the builder's defaults.
+
+    Returns:
+        The backbone and the MixStyle mode it got.
+
+    Raises:
+        DabinError: An unknown ``mixstyle``.
+    """
+    if mixstyle not in get_args(MixStyleMode):
+        raise DabinError(f"unknown mixstyle {mixstyle!r}; expected one of {', '.join(get_args(MixStyleMode))}")
+    with_mixstyle = NORM_SPECS[norm].mixstyle
+    mix: MixStyleMode = "random" if with_mixstyle and mixstyle == "off" else mixstyle
+    backbone = build_backbone(name, norm="bn" if with_mixstyle else norm, weights=weights, small_input=small_input,
+                              width=width)
+    if mix != "off":
+        insert_mixstyle(backbone, p=mixstyle_p, alpha=mixstyle_alpha, mix=mix)
+    return backbone, mix
 
 
 class NonFiniteLossError(DabinError):

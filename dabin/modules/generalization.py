@@ -29,9 +29,9 @@ from torch import Tensor, nn
 
 from dabin.errors import DabinError
 from dabin.methods import GENERALIZATION_METHODS, DomainOutputs, GeneralizationLoss, build_generalization_method
-from dabin.models import WeightsArg, build_backbone
-from dabin.modules.base import Batch, DomainModule
-from dabin.nn import NORM_SPECS, GateLrBase, NormName, bin_param_groups, check_norm, insert_mixstyle
+from dabin.models import WeightsArg
+from dabin.modules.base import Batch, DomainModule, lab_backbone
+from dabin.nn import NORM_SPECS, GateLrBase, NormName, bin_param_groups, check_norm
 from dabin.nn.mixstyle import MixStyleMode
 from dabin.record import AccuracyPoint, TestResult
 from dabin.schedules import progress
@@ -125,20 +125,14 @@ class GeneralizationModule(DomainModule):
                              f"{', '.join(get_args(DomainPasses))}")
         if optimizer not in get_args(OptimizerName):
             raise DabinError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(get_args(OptimizerName))}")
-        if mixstyle not in get_args(MixStyleMode):
-            raise DabinError(f"unknown mixstyle {mixstyle!r}; expected one of {', '.join(get_args(MixStyleMode))}")
-        mix = "random" if spec.mixstyle and mixstyle == "off" else mixstyle
-        if mix == "crossdomain" and num_domains not in (None, 2):
-            raise DabinError(f"mixstyle crossdomain swaps the styles of the two halves of a batch; with {num_domains} "
-                             "training domains use mixstyle random")
         if evaluation_points < 1:
             raise DabinError(f"evaluation_points must be >= 1 (model selection reads them), got {evaluation_points}")
         self.save_hyperparameters(ignore=["method"])
-        self.backbone = build_backbone(backbone, norm="bn" if spec.mixstyle else norm, weights=weights,
-                                       small_input=small_input, width=width)
-        if mix != "off":
-            insert_mixstyle(self.backbone, p=mixstyle_p, alpha=mixstyle_alpha, mix=mix)
-        self.mixstyle = mix
+        self.backbone, self.mixstyle = lab_backbone(backbone, norm=norm, mixstyle=mixstyle, mixstyle_p=mixstyle_p,
+                                                    mixstyle_alpha=mixstyle_alpha, weights=weights,
+                                                    small_input=small_input, width=width)
+        if num_domains is not None:
+            self._check_crossdomain(num_domains)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.backbone.num_features, num_classes)
         self._method = method
@@ -151,6 +145,11 @@ class GeneralizationModule(DomainModule):
         #: Seconds spent scoring evaluation points (part of the fit's time).
         self.evaluation_seconds = 0.0
         self._evaluation_steps: frozenset[int] = frozenset()
+
+    def _check_crossdomain(self, num_domains: int) -> None:
+        if self.mixstyle == "crossdomain" and num_domains != 2:
+            raise DabinError(f"mixstyle crossdomain swaps the styles of the two halves of a batch; with {num_domains} "
+                             "training domains use mixstyle random")
 
     def _build_objective(self, num_domains: int) -> None:
         features = self.backbone.num_features
@@ -174,9 +173,7 @@ class GeneralizationModule(DomainModule):
             return
         wanted = datamodule.num_train_domains
         if self.objective is None:
-            if self.mixstyle == "crossdomain" and wanted != 2:
-                raise DabinError(f"mixstyle crossdomain swaps the styles of the two halves of a batch; with {wanted} "
-                                 "training domains use mixstyle random")
+            self._check_crossdomain(wanted)
             self._build_objective(wanted)
         elif self.hparams.num_domains != wanted:
             raise DabinError(f"the model was built for num_domains={self.hparams.num_domains}; the data module "

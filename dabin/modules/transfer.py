@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dabin.errors import DabinError
-from dabin.models import WeightsArg, build_backbone
+from dabin.models import WeightsArg
 from dabin.methods import TRANSFER_METHODS, AdaptationLoss, StepOutputs, build_method
 from dabin.nn import (NORM_SPECS, NORM_STATS_ESTIMATES, DomainNeed, GateLrBase, NormName, NormStatsEstimate,
-                      TransNorm2d, add_domain_stats, check_norm, domain_split, eval_statistics, insert_mixstyle,
+                      TransNorm2d, add_domain_stats, check_norm, domain_split, eval_statistics,
                       recalibrate_norm_stats, target_stats)
 from dabin.nn.mixstyle import MixStyleMode
-from dabin.modules.base import Batch, DomainModule
+from dabin.modules.base import Batch, DomainModule, lab_backbone
 from dabin.schedules import dann_lr_factor, progress
 from dabin.record import EvaluationPoint
 from dabin.selection.probe import evaluation_steps, probe
@@ -178,15 +178,9 @@ class TransferModule(DomainModule):
                              f"{method if isinstance(method, str) else 'given by class'}; drop adaptation")
         self.save_hyperparameters(ignore=["method"])
         spec = NORM_SPECS[norm]
-        if mixstyle not in get_args(MixStyleMode):
-            raise DabinError(f"unknown mixstyle {mixstyle!r}; expected one of {', '.join(get_args(MixStyleMode))}")
-        # norm mixstyle is BatchNorm with MixStyle (random unless --model.mixstyle says otherwise),
-        # inserted here with this module's p and alpha rather than by the builder's defaults.
-        mix = "random" if spec.mixstyle and mixstyle == "off" else mixstyle
-        self.backbone = build_backbone(backbone, norm="bn" if spec.mixstyle else norm, weights=weights,
-                                       small_input=small_input, width=width)
-        if mix != "off":
-            insert_mixstyle(self.backbone, p=mixstyle_p, alpha=mixstyle_alpha, mix=mix)
+        self.backbone, mix = lab_backbone(backbone, norm=norm, mixstyle=mixstyle, mixstyle_p=mixstyle_p,
+                                          mixstyle_alpha=mixstyle_alpha, weights=weights, small_input=small_input,
+                                          width=width)
         self.mixstyle = mix
         # BatchNorm keeps the bottleneck centred, so the reversed gradient cannot push every ReLU
         # input below zero and silence both heads (the Transfer-Learning-Library's bottleneck too).

@@ -125,13 +125,14 @@ def section(inputs: ReportInputs) -> Part:
                 left_out.append(f"{method_label(method)} {norm_label(norm)}")
                 continue
             rows.append([method_label(method), norm_label(norm), *cells])
-        rows += _published_rows(dataset, rule, list(dict.fromkeys(m for m, _ in rows_of)), len(domains))
+        published = _published_rows(dataset, rule, list(dict.fromkeys(m for m, _ in rows_of)), len(domains))
+        rows += published
         lines += [f"### Selection: {RULE_TITLES[rule]}", "", _NOTES[rule] + ".", ""]
         lines += [*md_table(header, rows), ""] if rows else []
         if left_out:
             lines += [f"Without the runs this rule needs (a sweep with `leave_one_domain_out: true`): "
                       f"{', '.join(left_out)}.", ""]
-        if _published_rows(dataset, rule, [m for m, _ in rows_of], len(domains)):
+        if published:
             lines += [f"DomainBed rows: {DOMAINBED_SETTING}.", ""]
     for (rule, method, norm, test, seed), choice in sorted(chosen.items()):
         writer.writerow([rule, method, norm, test, seed, choice.setting, choice.step, round(choice.val, 4),
