@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from datamodules.cache import ResizedImageCache
 from datamodules.dataset import ImageDataset
 from datamodules.embedded import embedded_root, is_embedded
-from datamodules.splits import transfer_split
+from datamodules.splits import Split, domain_split
 from datamodules.transforms import RESIZE_RATIO, ToNormalizedTensor, eval_transform, resize_size, train_transform
 from datamodules.tree import DomainTree, Sample
 
@@ -117,11 +117,15 @@ class DomainDataModule(pl.LightningDataModule):
             return ImageDataset(samples, self.train_transform, self.short_side, self.cache)
         return ImageDataset(samples, self.to_tensor, self.short_side, self.cache, crop=self.image_size)
 
-    def domain_split(self, index: int) -> tuple[list[Sample], list[Sample]]:
-        """Domain ``index``'s 80/20 split as samples (:func:`~datamodules.splits.transfer_split`, seeded by ``seed``)."""
-        samples = self.tree.domain_samples(index)
-        train, test = transfer_split(samples, self.domains[index], self.seed)
-        return [samples[i] for i in train], [samples[i] for i in test]
+    def domain_split(self, index: int, split: Split = "random") -> tuple[list[Sample], list[Sample]]:
+        """Domain ``index``'s ``(train, test)`` samples (:func:`~datamodules.splits.domain_split`).
+
+        Args:
+            index: The domain's index.
+            split: ``"random"``: the 80/20 split seeded by ``seed`` (what the DG and k-fold
+                protocols use); ``"official"``: the dataset's published transfer split.
+        """
+        return domain_split(self.tree, index, split, self.seed)
 
     def cycled_loader(self, samples: Sequence[Sample], steps: int) -> DataLoader:
         """A training loader of ``steps`` batches over ``samples``, reshuffled after every pass, never exhausted early."""

@@ -1,7 +1,22 @@
-"""The two splits of the paper: 80/20 per domain (Table 4) and mixed-domain k-fold (Table 3).
+"""How a domain is split: the paper's 80/20 (Table 4), the benchmarks' official splits, mixed-domain k-fold (Table 3).
 
-Both depend only on the file set (relative paths, labels), the seed and, for the 80/20 split, the
-domain's name: never on where the tree lives, on listing order, or on which task asks for it.
+The random splits depend only on the file set (relative paths, labels), the seed and, for the
+80/20 split, the domain's name: never on where the tree lives, on listing order, or on which task
+asks for it. :func:`domain_split` is the one place that says what the train and test parts of a
+domain are for a transfer task (:class:`~datamodules.transfer.TransferDataModule`; the DG module
+asks it for the random split, DomainBed's protocol):
+
+- ``"random"``: :func:`transfer_split`, the BIN paper's seeded class-stratified 80/20.
+- ``"official"``, the split the papers reporting on a benchmark use
+  (:attr:`~datamodules.presets.DatasetInfo.transfer_protocol`):
+
+  - Office-31, VisDA-2017 (``"transductive"``): every image of a domain is its train part and
+    its test part. A source trains on all its labelled images; the target's images are the
+    unlabelled training data and the test set (the standard unsupervised protocol: Ganin &
+    Lempitsky, ICML 2015; Long et al., ICML 2015; CDAN, NeurIPS 2018; tllib).
+  - DomainNet, the digits (``"lists"``): train = the domain's ``<domain>_train.txt``, test = its
+    ``<domain>_test.txt`` (Peng et al., ICCV 2019; tllib's DomainNet; the digits' own train/test
+    sets), read by :func:`datamodules.official.read_official_lists`.
 """
 
 from __future__ import annotations
@@ -11,15 +26,24 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from dabin.errors import DabinError
 from datamodules.naming import domain_key
-from datamodules.tree import DatasetWarning, Sample
+from datamodules.official import read_official_lists
+from datamodules.presets import DATASETS, DatasetInfo
+from datamodules.tree import DatasetWarning, DomainTree, Sample
 
-__all__ = ["TEST_FRACTION", "kfold_split", "transfer_split"]
+__all__ = ["SPLITS", "TEST_FRACTION", "Split", "default_split", "describe_split", "domain_split", "kfold_split",
+           "resolve_split", "transfer_split"]
+
+#: How a transfer task splits its domains (module docstring).
+Split = Literal["random", "official"]
+#: The values of :data:`Split`.
+SPLITS: tuple[Split, ...] = ("random", "official")
 
 #: Share of each domain held out as its test split (the paper's 80/20).
 TEST_FRACTION = 0.2
@@ -119,3 +143,70 @@ def kfold_split(samples: Sequence[Sample], k: int, seed: int) -> list[list[int]]
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         parts = [held_out for _, held_out in folds.split(np.zeros(len(order)), strata)]
     return [sorted(order[j] for j in held_out) for held_out in parts]
+
+
+def default_split(dataset: DatasetInfo | None) -> Split:
+    """``"official"`` for a dataset with a published transfer protocol, else ``"random"`` (Office-Home, the
+    embedded digits, any other tree: the BIN paper's 80/20)."""
+    return "official" if dataset is not None and dataset.transfer_protocol is not None else "random"
+
+
+def resolve_split(split: str | None, dataset: DatasetInfo | None, root: object) -> Split:
+    """The split a transfer task uses: ``split`` checked, or the dataset's default for None.
+
+    Args:
+        split: ``"random"``, ``"official"`` or None.
+        dataset: The tree's recognised dataset, if any.
+        root: The tree's root (for messages).
+
+    Raises:
+        DabinError: Another value, or ``"official"`` for a dataset without an official split.
+    """
+    if split is None:
+        return default_split(dataset)
+    if split not in SPLITS:
+        raise DabinError(f"unknown split {split!r}; use 'random' or 'official' "
+                         "(or leave it out: the dataset's default)")
+    if split == "official" and default_split(dataset) != "official":
+        what = dataset.name if dataset is not None else f"{root} (not a dataset dabin knows by name)"
+        having = ", ".join(info.name for info in DATASETS.values() if info.transfer_protocol is not None)
+        raise DabinError(f"split='official': {what} has no official transfer split (datasets with one: {having}); "
+                         f"use split='random'")
+    return "official" if split == "official" else "random"
+
+
+def describe_split(split: Split, dataset: DatasetInfo | None) -> str:
+    """What a split is, one line for records: ``"random 80/20"``, ``"official: every image of each domain (...)"``."""
+    if split == "random" or dataset is None or dataset.transfer_protocol is None:
+        return "random 80/20"
+    if dataset.transfer_protocol == "transductive":
+        return f"official: every image of each domain (the transductive protocol of {dataset.name})"
+    return f"official: the <domain>_train.txt / <domain>_test.txt lists of {dataset.name}"
+
+
+def domain_split(tree: DomainTree, index: int, split: Split, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A domain's ``(train, test)`` samples for a transfer task (module docstring), in tree order.
+
+    Args:
+        tree: The scanned tree.
+        index: The domain's index.
+        split: ``"random"`` or ``"official"`` (:func:`resolve_split`).
+        seed: Seed of the random split.
+
+    Raises:
+        DabinError: ``"official"`` on a dataset without one; a missing or wrong official list
+            (:func:`~datamodules.official.read_official_lists`).
+
+    Warns:
+        DatasetWarning: Images of the domain that no official list names (with the count).
+    """
+    samples = tree.domain_samples(index)
+    if resolve_split(split, tree.dataset, tree.root) == "random":
+        train, test = transfer_split(samples, tree.domains[index].name, seed)
+        return [samples[i] for i in train], [samples[i] for i in test]
+    if tree.dataset is not None and tree.dataset.transfer_protocol == "transductive":
+        return samples, list(samples)
+    parts, notes = read_official_lists(tree, index)
+    for note in notes:
+        warnings.warn(note, DatasetWarning, stacklevel=2)
+    return parts

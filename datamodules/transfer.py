@@ -1,10 +1,21 @@
-"""Source->target data for unsupervised domain adaptation (the paper's Table 4 protocol), one or several sources.
+"""Source->target data for unsupervised domain adaptation, one or several sources.
 
-Every domain is split 80/20 at random, stratified by class and seeded by ``(domain, seed)`` only,
-so a domain's split is the same in every task that uses it. Training pairs the labelled source
-train split with the target train split, whose labels travel in the batch but must not be used.
-Validation is the source's 20% split only, so nothing can select a model on target labels. Test
-is the target's 20% split, optionally followed by every split of both domains.
+**Splits** (``split``, :func:`datamodules.splits.domain_split`). ``"random"`` (the paper's Table 4
+protocol, the default for Office-Home, the embedded digits and any tree dabin does not know by
+name): every domain is split 80/20 at random, stratified by class and seeded by ``(domain, seed)``
+only, so a domain's split is the same in every task that uses it. ``"official"`` (the default for
+Office-31, VisDA-2017, DomainNet and the digits): the split the papers reporting on the benchmark
+use. On Office-31 and VisDA-2017 every image of a domain is both its train and its test part: the
+source trains on all its labelled images, the target's images are the unlabelled training data
+and the test set (the standard transductive protocol). The source's "validation" is then its
+training images: the published protocol holds nothing out, so its source accuracy measures fit,
+not generalization (``split="random"`` gives an honest held-out source split). On DomainNet and
+the digits train is the domain's ``<domain>_train.txt`` and test its ``<domain>_test.txt``.
+
+Training pairs the labelled source train part with the target train part, whose labels travel in
+the batch but must not be used. Validation is the source's test part only, so nothing can select
+a model on target labels. Test is the target's test part, optionally followed by every part of
+both domains.
 
 **Training length.** Both training loaders draw ``steps_per_epoch`` batches per epoch (by default
 enough for one pass over the larger train split); each reshuffles after every pass over its split
@@ -16,7 +27,7 @@ The shuffling follows the global torch seed (``seed_everything``), the split fol
 are drawn from the union of the sources' train splits, uniformly over its images (so a domain's
 share follows its size), or with ``source_balance`` the same number of images of each source in
 every batch (:class:`~datamodules.samplers.BalancedDomainSampler`). Validation is one loader per
-source (its 20% split), so ``val/acc/avg`` is the unweighted mean of the sources' accuracies; the
+source (its test part), so ``val/acc/avg`` is the unweighted mean of the sources' accuracies; the
 evaluation points score source validation on the union of those splits. Every item's domain id is
 its domain's index in the dataset, as with one source.
 """
@@ -24,6 +35,7 @@ its domain's index in the dataset, as with one source.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
@@ -32,6 +44,7 @@ from dabin.errors import DabinError
 from datamodules.base import DomainDataModule
 from datamodules.naming import domain_list, join_domains
 from datamodules.samplers import BalancedDomainSampler
+from datamodules.splits import describe_split, resolve_split
 from datamodules.tasks import parse_multi_task, transfer_tasks
 from datamodules.tree import Sample
 
@@ -63,17 +76,22 @@ class TransferDataModule(DomainDataModule):
         source_balance: With several sources, every source batch holds ``batch_size / k`` images
             of each of the ``k`` sources (``batch_size`` must be divisible by ``k``); off: batches
             drawn uniformly from the union of their train splits.
+        split: ``"random"`` (seeded 80/20), ``"official"`` (the benchmark's published split), or
+            None: the dataset's default (module docstring).
 
     Attributes:
         source_names: The source domains' names, in dataset order (one for a single source).
         source_name: Those names joined by commas (``"Art,Clipart,Product"``; one source: its
             name), as records and logs write the source.
         target_name: The target domain's name.
-        val_names: Names of the validation loaders: each source's (its 20% split).
+        val_names: Names of the validation loaders: each source's (its test part).
         eval_names: Names of the test loaders, in order: the target's name (its test split),
             then, with ``test_all_splits``, ``"<target>/train"`` and, for each source,
             ``"<source>/test"``, ``"<source>/train"``.
         splits: ``{domain name: (train samples, test samples)}`` for the task's domains.
+        split: The split used, ``"random"`` or ``"official"`` (``split`` resolved).
+        split_source: What the split is, one line for records (``"random 80/20"``,
+            ``"official: the <domain>_train.txt / <domain>_test.txt lists of DomainNet"``).
     """
 
     def __init__(
@@ -94,6 +112,7 @@ class TransferDataModule(DomainDataModule):
         crop_scale: float | None = None,
         hflip: bool | None = None,
         source_balance: bool = False,
+        split: Literal["random", "official"] | None = None,
     ) -> None:
         super().__init__(root, image_size, batch_size, num_workers, seed, cache_dir, image_lists,
                          resize_ratio, crop_scale, hflip)
@@ -122,9 +141,11 @@ class TransferDataModule(DomainDataModule):
         self.source_name = join_domains(self.source_names)
         self.target_name = self.domains[target_index]
         self.source_balance = source_balance
+        self.split = resolve_split(split, self.tree.dataset, self.root)
+        self.split_source = describe_split(self.split, self.tree.dataset)
         self.splits: dict[str, tuple[list[Sample], list[Sample]]] = {}
         for index in (*source_indices, target_index):
-            self.splits[self.domains[index]] = self.domain_split(index)
+            self.splits[self.domains[index]] = self.domain_split(index, self.split)
         self.test_all_splits = test_all_splits
         self.val_names = list(self.source_names)
         self.eval_names = [self.target_name]
@@ -167,7 +188,7 @@ class TransferDataModule(DomainDataModule):
                 "target": self.cycled_loader(self.splits[self.target_name][0], steps)}
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
-        """The source's 20% split (several sources: one loader each): model selection never sees target labels."""
+        """The source's test part (several sources: one loader each): model selection never sees target labels."""
         loaders = [self.loader(self.dataset(self.splits[name][1], train=False)) for name in self.source_names]
         return loaders[0] if len(loaders) == 1 else loaders
 

@@ -5,6 +5,13 @@ the loaders). Every layout problem is a :class:`~dabin.errors.DabinError` whose 
 path or value; soft problems (counts of a known dataset that differ from its release, non-image
 files) are warnings, both emitted with :mod:`warnings` and collected in :attr:`DomainTree.warnings`
 so that ``dabin data`` can print them.
+
+Two shapes of the known releases are read as they come: Office-31's extra level
+``<domain>/images/<class>/`` (a domain whose only folder is ``images/``; the samples' keys keep the
+``images/`` prefix), and folders a release keeps beside its domains that are no domain (VisDA-2017's
+unlabelled ``test/``, tllib's ``image_list/``), set aside with a note
+(:func:`datamodules.catalog.set_aside`). A known dataset's own list files in its domain folders
+(VisDA-2017's ``image_list.txt``) are checked against the tree (:func:`datamodules.official.check_domain_lists`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dabin.errors import DabinError
-from datamodules.catalog import DATASETS, DatasetInfo, check_layout, layout_hint, recognise
+from datamodules.catalog import check_layout, layout_hint, recognise, set_aside
 from datamodules.naming import domain_key, unique_codes
 from datamodules.officehome import (
     ARCHIVE_FOLDER,
@@ -25,6 +32,8 @@ from datamodules.officehome import (
     canonical_office_home_name,
     is_office_home,
 )
+from datamodules.official import check_domain_lists
+from datamodules.presets import DATASETS, DatasetInfo
 
 __all__ = ["IMAGE_EXTENSIONS", "DatasetWarning", "Domain", "DomainTree", "Sample"]
 
@@ -141,8 +150,9 @@ class DomainTree:
         """Scan a dataset folder.
 
         Args:
-            root: The folder holding ``<Domain>/<Class>/<image>``, or a folder whose only
-                sub-folder is such a tree (e.g. the one holding ``OfficeHomeDataset_10072016/``).
+            root: The folder holding ``<Domain>/<Class>/<image>`` (or Office-31's
+                ``<Domain>/images/<Class>/<image>``), or a folder whose only sub-folder is such a
+                tree (e.g. the one holding ``OfficeHomeDataset_10072016/``).
             image_lists: Optional image-list file, or folder of ``*.txt`` files, with
                 ``<Domain>/<Class>/<file> <label>`` lines relative to ``root``, as other toolkits
                 ship; only the listed images are used.
@@ -153,7 +163,8 @@ class DomainTree:
         Raises:
             DabinError: Missing root, not a domain tree, empty class folder, a class missing from
                 a domain, an Office-Home domain missing, a listed file missing, a known dataset
-                laid out wrong (:func:`datamodules.catalog.recognise`).
+                laid out wrong (:func:`datamodules.catalog.recognise`), a file its own lists name
+                missing (:func:`datamodules.official.check_domain_lists`).
         """
         base = _find_tree_root(Path(root).expanduser())
         ignored: list[Path] = []
@@ -183,6 +194,10 @@ def _files(folder: Path) -> list[os.DirEntry[str]]:
         return [e for e in entries if _visible(e) and e.is_file()]
 
 
+#: The folder Office-31's archive has between a domain and its classes.
+_IMAGES = "images"
+
+
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
@@ -202,6 +217,11 @@ def _find_tree_root(root: Path) -> Path:
     if len(subdirs) == 1 and any(_subdirs(Path(c.path)) for c in _subdirs(Path(subdirs[0].path))):
         return _find_tree_root(Path(subdirs[0].path))
     expected = f"expected {root}/<domain>/<class>/<image>"
+    if len(subdirs) == 1 and subdirs[0].name.lower() == _IMAGES:
+        # One Office-31 domain folder given (amazon/images/<class>/): say so rather than read a one-domain tree.
+        hint = layout_hint(root, [d.name for d in _subdirs(Path(subdirs[0].path))])
+        if hint:
+            raise DabinError(f"{expected}, found only {subdirs[0].path}, one domain's images folder{hint}")
     if not subdirs:
         found = [e.name for e in _files(root)]
         raise DabinError(f"{expected}, found no folders in {root} ({len(found)} files)")
@@ -233,11 +253,24 @@ def _walk(root: Path, ignored: list[Path]) -> _Layout:
                         ignored.append(path)
             classes[class_dir.name] = images
         ignored.extend(Path(e.path) for e in _files(Path(domain.path)))
-        if not classes:
-            raise DabinError(f"domain folder {domain.path} has no class folders "
-                             f"(expected {root}/<domain>/<class>/<image>)")
-        layout[domain.name] = classes
+        layout[domain.name] = classes  # a folder without classes is refused by _build, unless set aside
     return layout
+
+
+def _images_level(layout: _Layout) -> _Layout:
+    """Office-31's archive level ``<domain>/images/<class>/``: a domain whose only folder is ``images/`` holding
+    class folders gets those classes (keys keep the ``images/`` prefix: they stay relative to the domain folder)."""
+    result: _Layout = {}
+    for domain, classes in layout.items():
+        only = next(iter(classes)) if len(classes) == 1 else None
+        if only is None or only.lower() != _IMAGES or not all(key.count("/") >= 2 for key in classes[only]):
+            result[domain] = classes
+            continue
+        regrouped: dict[str, list[str]] = {}
+        for key in classes[only]:
+            regrouped.setdefault(key.split("/", 2)[1], []).append(key)
+        result[domain] = dict(sorted(regrouped.items()))
+    return result
 
 
 def _list_files(lists: Path) -> list[Path]:
@@ -263,7 +296,9 @@ def _read_lists(root: Path, lists: Path) -> _Layout:
             path = Path(parts[0])
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or len(path.parts) < 3:
                 raise DabinError(f"{where}: expected '<domain>/<class>/<file> <label>', found {line!r}")
-            class_name, label = path.parts[1], int(parts[1])
+            # Office-31's lists (e.g. CDTrans's ./amazon/images/<class>/frame_0001.jpg) name the images/ level.
+            office_31 = path.parts[1].lower() == _IMAGES and len(path.parts) >= 4
+            class_name, label = path.parts[2 if office_31 else 1], int(parts[1])
             seen = labels.setdefault(class_name, (label, where))
             if seen[0] != label:
                 raise DabinError(f"{where}: class {class_name!r} has label {label}, but {seen[0]} at {seen[1]}")
@@ -277,6 +312,16 @@ def _read_lists(root: Path, lists: Path) -> _Layout:
 
 
 def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
+    layout = _images_level(layout)
+    likely, aside = set_aside({folder: list(classes) for folder, classes in layout.items()})
+    notes = [f"set aside {root / folder}: {why}" for folder, why in aside.items()]
+    for folder in aside:
+        del layout[folder]
+        ignored = [path for path in ignored if not path.is_relative_to(root / folder)]
+    for folder, classes in layout.items():
+        if not classes:
+            raise DabinError(f"domain folder {root / folder} has no class folders "
+                             f"(expected {root}/<domain>/<class>/<image>)")
     folders = list(layout)
     office_home = is_office_home(folders)
     if office_home:
@@ -289,7 +334,7 @@ def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
         dataset: DatasetInfo | None = DATASETS["office_home"]
     else:
         # PACS, VLCS, TerraIncognita, DomainNet: official names and order; a stray folder is an error.
-        dataset = recognise(root, folders, sorted({c for classes in layout.values() for c in classes}))
+        dataset = recognise(root, folders, sorted({c for classes in layout.values() for c in classes}), likely)
         names = {folder: folder for folder in folders}
         if dataset is not None:
             names = {folder: dataset.canonical(folder) or folder for folder in folders}
@@ -310,9 +355,13 @@ def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
                for d, folder in enumerate(folders)
                for class_name in class_names
                for key in sorted(layout[folder][class_name])]
+    if dataset is not None and dataset.domain_lists is not None:
+        # The release's own list files (VisDA-2017's image_list.txt) are read below, not ignored.
+        lists = {root / folder / dataset.domain_lists for folder in folders}
+        ignored = [path for path in ignored if path not in lists]
     tree = DomainTree(root, domains, class_names, samples, ignored=ignored, office_home=office_home, dataset=dataset)
-    problems = check_layout(dataset, tree) if dataset is not None and not office_home else []
-    _warn(tree, problems + _soft_problems(tree))
+    problems = check_layout(dataset, tree) + check_domain_lists(tree) if dataset is not None and not office_home else []
+    _warn(tree, notes + problems + _soft_problems(tree))
     return tree
 
 

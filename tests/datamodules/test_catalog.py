@@ -1,4 +1,5 @@
-"""The known datasets: recognised trees and their checks, layout errors, PACS split files, replicas."""
+"""The known datasets: recognised trees and their checks, layout errors, PACS split files, replicas (the
+adaptation benchmarks and their official splits: test_benchmarks.py)."""
 
 from __future__ import annotations
 
@@ -228,3 +229,13 @@ def test_dabin_data_names_the_dataset(capsys: pytest.CaptureFixture[str], tmp_pa
     data = json.loads(capsys.readouterr().out)
     assert data["dataset"] == {"name": "VLCS", "domains": 4, "classes": 5, "images": 10729}
     assert [d["name"] for d in data["domains"]] == ["Caltech101", "LabelMe", "SUN09", "VOC2007"]
+
+
+def test_catalog_re_exports_the_facts_and_the_pacs_reader() -> None:
+    # The facts live in presets.py and the list readers in official.py; modules importing them from
+    # catalog.py (the DG module, the DG report) get the same objects.
+    from datamodules import catalog, official, presets
+
+    assert catalog.DATASETS is presets.DATASETS and catalog.DatasetInfo is presets.DatasetInfo
+    assert catalog.read_pacs_splits is official.read_pacs_splits
+    assert catalog.pacs_split_folder is official.pacs_split_folder

@@ -147,6 +147,7 @@ def test_lightning_cli_sets_the_module_from_arguments(office_home_small: Path) -
 def test_embedded_is_served(embedded_cache: Path) -> None:
     data = TransferDataModule(root="embedded", source="In", target="Sk", image_size=32, batch_size=16, num_workers=0)
     assert data.domains == ["Ink", "Neon", "Photo", "Sketch"] and data.num_classes == 10
+    assert (data.split, data.split_source) == ("random", "random 80/20")  # no official split: the paper's 80/20
     assert data.root.parent == embedded_cache
     images, labels, _ = next(iter(data.train_dataloader()["source"]))
     assert images.shape == (16, 3, 32, 32)
