@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from dabin.record import (METRICS, BatchRecord, EvaluationPoint, GateLrRecord, RecordError, RunRecord, SourceVal)
+from dabin.errors import DabinError
+from dabin.record import (COLUMNS, METRICS, OPTIONAL_COLUMNS, BatchRecord, EvaluationPoint, GateLrRecord, PerClass,
+                          RecordError, Run, RunRecord, SourceVal, read_results, result_rows, runs_from_rows,
+                          write_results)
 from dabin.record import TestResult as Result
 
 
@@ -75,3 +79,68 @@ def test_missing_and_unparsable_files(tmp_path: Path) -> None:
     (tmp_path / METRICS).write_text("{")
     with pytest.raises(RecordError, match="metrics.json is not valid JSON"):
         RunRecord.read(tmp_path)
+
+
+def _per_class() -> PerClass:
+    # Unequal class sizes and a class without images in the set.
+    return PerClass(classes=("a", "b", "c"), n=(6, 0, 2), correct=(3, 0, 2))
+
+
+def test_class_accuracy_is_written_and_read_back(tmp_path: Path) -> None:
+    result = Result(accuracy=62.5, n=8, class_accuracy=_per_class().mean_accuracy(), per_class=_per_class())
+    assert result.class_accuracy == 75.0  # (50 + 100) / 2: class b has no images and is left out
+    record = dataclasses.replace(_record(), test={"Clipart": result})
+    record.write(tmp_path)
+    stored = json.loads((tmp_path / METRICS).read_text())["test"]["Clipart"]
+    assert stored["per_class"] == {"classes": ["a", "b", "c"], "accuracy": [50.0, None, 100.0], "n": [6, 0, 2],
+                                   "correct": [3, 0, 2]}
+    assert RunRecord.read(tmp_path).target_result() == result
+
+
+def test_records_without_class_accuracy_read_and_write_as_before(tmp_path: Path) -> None:
+    record = _record()
+    assert record.to_json()["test"] == {"Clipart": {"accuracy": 63.25, "n": 872}}  # no nulls added
+    record.write(tmp_path)
+    back = RunRecord.read(tmp_path).target_result()
+    assert back is not None and back.class_accuracy is None and back.per_class is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda e: e.update(class_accuracy=101), "class_accuracy of 'Clipart' is 101, not a percentage"),
+    (lambda e: e["per_class"].update(correct=[7, 0, 2]), "class 'a' has 7 correct of 6 images"),
+    (lambda e: e["per_class"].update(n=[6, 0]), "3 classes, 2 counts and 3 correct counts"),
+    (lambda e: e["per_class"].update(n=[6, -1, 3]), "n is [6, -1, 3], not a list of counts"),
+    (lambda e: e["per_class"].update(n=[6, 1, 2]), "per_class of 'Clipart' counts 9 images, n is 8"),
+])
+def test_a_damaged_class_result_is_one_line(tmp_path: Path, change, message) -> None:
+    result = Result(accuracy=62.5, n=8, class_accuracy=75.0, per_class=_per_class())
+    data = dataclasses.replace(_record(), test={"Clipart": result}).to_json()
+    change(data["test"]["Clipart"])
+    (tmp_path / METRICS).write_text(json.dumps(data))
+    with pytest.raises(RecordError, match="^metrics.json") as error:
+        RunRecord.read(tmp_path)
+    assert message in str(error.value)
+
+
+def _run(test: dict[str, Result]) -> Run:
+    return Run(key="r", line=0, method="dann", norm="bn", source="Art", target="Clipart", seed=0, fold=None,
+               status="ok", reason="", test=test, model_selection="last checkpoint")
+
+
+def test_results_csv_has_a_class_accuracy_column_only_when_a_run_has_one(tmp_path: Path) -> None:
+    old = _run({"Clipart": Result(63.25, 872)})
+    write_results(tmp_path / "old.csv", result_rows(old))
+    assert (tmp_path / "old.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    new = _run({"Clipart": Result(62.5, 8, class_accuracy=75.0, per_class=_per_class())})
+    write_results(tmp_path / "new.csv", result_rows(new))
+    rows = read_results(tmp_path / "new.csv")
+    assert list(rows[0]) == [*COLUMNS, *OPTIONAL_COLUMNS] and rows[0]["class_accuracy"] == "75.0"
+    (back,) = runs_from_rows(tmp_path / "new.csv", rows)
+    assert back.target_result() == Result(62.5, 8, class_accuracy=75.0)  # per_class stays in the run folder
+
+
+def test_results_csv_refuses_a_bad_class_accuracy(tmp_path: Path) -> None:
+    new = _run({"Clipart": Result(62.5, 8, class_accuracy=75.0)})
+    write_results(tmp_path / "results.csv", [{**row, "class_accuracy": "high"} for row in result_rows(new)])
+    with pytest.raises(DabinError, match=r"line 2: class_accuracy='high' is not a number"):
+        read_results(tmp_path / "results.csv")

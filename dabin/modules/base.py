@@ -7,8 +7,11 @@ rule is applied) and :meth:`DomainModule.lr_lambda` (the schedule, a function of
 
 Evaluation follows the data module: each validation/test loader is one evaluated set (a domain,
 or a split of one), named by the data module's ``val_names``/``eval_names``; accuracy is logged as
-``val/acc/<name>``, ``test/acc/<name>`` and the unweighted mean over names as ``.../acc/avg``.
-After testing, :attr:`DomainModule.test_results` holds ``{name: {"accuracy": %, "n": images}}``.
+``val/acc/<name>``, ``test/acc/<name>`` and the unweighted mean over names as ``.../acc/avg``; the
+mean class accuracy of each test set (:meth:`~dabin.record.PerClass.mean_accuracy`, VisDA-2017's
+metric) as ``test/class_acc/<name>``. After testing, :attr:`DomainModule.test_results` holds each
+set's :class:`~dabin.record.TestResult` as ``metrics.json`` stores it: ``{name: {"accuracy": %,
+"n": images, "class_accuracy": %, "per_class": {"classes", "accuracy", "n", "correct"}}}``.
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ from typing import Any, get_args
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MetricCollection, SumMetric
+from torchmetrics import Metric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from dabin.errors import DabinError
 from datamodules import DomainDataModule
 from dabin.models import WeightsArg, build_backbone
+from dabin.record.metrics import PerClass, TestResult
 from dabin.nn import (GATE_LR_BASES, NORM_SPECS, GateLrBase, NormName, bin_param_groups, clamp_gates_,
                       insert_mixstyle)
 from dabin.nn.mixstyle import MixStyleMode
 
-__all__ = ["DomainModule", "NonFiniteLossError", "lab_backbone"]
+__all__ = ["ClassTally", "DomainModule", "NonFiniteLossError", "lab_backbone"]
 
 Batch = tuple[Tensor, Tensor, Tensor]  # images, labels, domain ids
 
@@ -56,6 +60,41 @@ def lab_backbone(name: str, *, norm: NormName, mixstyle: MixStyleMode, mixstyle_
     if mix != "off":
         insert_mixstyle(backbone, p=mixstyle_p, alpha=mixstyle_alpha, mix=mix)
     return backbone, mix
+
+
+class ClassTally(Metric):
+    """Images and correct top-1 predictions per true class, summed over batches and processes.
+
+    States are count vectors reduced by sum, so under DDP every process computes the tallies of the
+    whole set (as :class:`~torchmetrics.classification.MulticlassAccuracy` does for the accuracy).
+    torchmetrics' own ``average="macro"`` is not used: it averages over every class that is a
+    target *or a prediction*, so a class absent from the set but predicted counts as 0 %, while
+    the mean class accuracy averages over the classes present only
+    (:meth:`~dabin.record.PerClass.mean_accuracy`).
+
+    Args:
+        num_classes: Number of classes.
+    """
+
+    full_state_update = False
+    total: Tensor
+    correct: Tensor
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.add_state("total", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("correct", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        """Count one batch: logits ``(B, C)`` (top-1 is the prediction) and labels ``(B,)``."""
+        hits = labels[logits.argmax(dim=1) == labels]
+        self.total += torch.bincount(labels, minlength=self.num_classes)
+        self.correct += torch.bincount(hits, minlength=self.num_classes)
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        """Images and correct predictions per class, ``(C,)`` each."""
+        return self.total, self.correct
 
 
 class NonFiniteLossError(DabinError):
@@ -91,9 +130,10 @@ class DomainModule(pl.LightningModule):
         if gate_lr_base not in GATE_LR_BASES:
             raise DabinError(f"unknown gate_lr_base {gate_lr_base!r}; expected one of {', '.join(GATE_LR_BASES)}")
         self.num_classes = num_classes
-        self.test_results: dict[str, dict[str, float | int]] = {}
+        self.test_results: dict[str, dict[str, Any]] = {}
         self._eval_metrics = nn.ModuleDict()
         self._eval_names: dict[str, list[str]] = {}
+        self._class_names: list[str] = [str(index) for index in range(num_classes)]
 
     # -- template methods ---------------------------------------------------------------------
 
@@ -153,17 +193,19 @@ class DomainModule(pl.LightningModule):
     # -- evaluation ---------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        """Build one accuracy metric per evaluated set, named after the data module's loaders."""
+        """Build the metrics of every evaluated set (accuracy, images, per-class tallies), named after the loaders."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         # A DomainDataModule declares its loaders' names; any other data module's sets are unnamed.
         test_names = list(datamodule.eval_names) if isinstance(datamodule, DomainDataModule) else []
         val_names = list(datamodule.val_names) if isinstance(datamodule, DomainDataModule) else []
+        if isinstance(datamodule, DomainDataModule) and len(datamodule.class_names) == self.num_classes:
+            self._class_names = list(datamodule.class_names)
         for split, names in (("val", val_names), ("test", test_names)):
             self._eval_names[split] = names
             if split not in self._eval_metrics or len(self._eval_metrics[split]) != len(names):
                 self._eval_metrics[split] = nn.ModuleList(
                     MetricCollection({"acc": MulticlassAccuracy(self.num_classes, average="micro"),
-                                      "n": SumMetric()}) for _ in names)
+                                      "n": SumMetric(), "classes": ClassTally(self.num_classes)}) for _ in names)
 
     def _names(self, split: str) -> list[str]:
         return self._eval_names.get(split) or []
@@ -177,6 +219,7 @@ class DomainModule(pl.LightningModule):
         metrics = self._eval_metrics[split][dataloader_idx]
         metrics["acc"].update(logits, labels)
         metrics["n"].update(torch.tensor(float(labels.numel()), device=logits.device))
+        metrics["classes"].update(logits, labels)
         return logits
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -194,20 +237,27 @@ class DomainModule(pl.LightningModule):
         confidence, predicted = probabilities.max(dim=1)
         return {"prediction": predicted, "confidence": confidence, "label": labels, "domain": domains}
 
-    def _log_accuracies(self, split: str) -> dict[str, dict[str, float | int]]:
-        results: dict[str, dict[str, float | int]] = {}
+    def _log_accuracies(self, split: str) -> dict[str, TestResult]:
+        results: dict[str, TestResult] = {}
         for name, metrics in zip(self._names(split), self._eval_metrics[split]):
             count = int(metrics["n"].compute().item())
             if count == 0:  # a sanity-check or limited run that never reached this loader
                 metrics.reset()
                 continue
             accuracy = 100.0 * float(metrics["acc"].compute())
-            results[name] = {"accuracy": accuracy, "n": count}
+            total, correct = metrics["classes"].compute()
+            per_class = PerClass(classes=tuple(self._class_names), n=tuple(int(v) for v in total.tolist()),
+                                 correct=tuple(int(v) for v in correct.tolist()))
+            results[name] = TestResult(accuracy=accuracy, n=count, class_accuracy=per_class.mean_accuracy(),
+                                       per_class=per_class)
             # torchmetrics has already reduced across processes; sync_dist only averages equal values.
             self.log(f"{split}/acc/{name}", accuracy, add_dataloader_idx=False, sync_dist=True)
+            class_accuracy = results[name].class_accuracy
+            if split == "test" and class_accuracy is not None:
+                self.log(f"test/class_acc/{name}", class_accuracy, add_dataloader_idx=False, sync_dist=True)
             metrics.reset()
         if results:
-            average = sum(float(r["accuracy"]) for r in results.values()) / len(results)
+            average = sum(r.accuracy for r in results.values()) / len(results)
             self.log(f"{split}/acc/avg", average, add_dataloader_idx=False, prog_bar=True, sync_dist=True)
         return results
 
@@ -216,5 +266,5 @@ class DomainModule(pl.LightningModule):
         self._log_accuracies("val")
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test/acc/<name>`` and ``test/acc/avg`` and keep them in :attr:`test_results`."""
-        self.test_results = self._log_accuracies("test")
+        """Log ``test/acc/<name>``, ``test/class_acc/<name>``, ``test/acc/avg``; keep them in :attr:`test_results`."""
+        self.test_results = {name: result.to_json() for name, result in self._log_accuracies("test").items()}

@@ -107,7 +107,7 @@ class RunSummary(pl.Callback):
         timed = isinstance(pl_module, (TransferModule, GeneralizationModule))
         accuracies = [float(entry["accuracy"]) for entry in results.values()]
         record = RunRecord(
-            test={name: TestResult(accuracy=float(entry["accuracy"]), n=int(entry["n"])) for name, entry in results.items()},
+            test={name: TestResult.from_json(name, entry) for name, entry in results.items()},
             average=sum(accuracies) / len(accuracies) if all(map(math.isfinite, accuracies)) else math.nan,
             model_selection=MODEL_SELECTION,
             method=pl_module.method_name,

@@ -16,9 +16,9 @@ from dabin.record.files import (DONE, FAILED, GATES, JOB, LOG, MANIFEST, METRICS
                                 failure_reason, run_state)
 from dabin.record.manifest import Manifest
 from dabin.record.metrics import (LEGACY_MIXVAL, AccuracyPoint, BatchRecord, EvaluationPoint, GateLrRecord,
-                                  RecordError, RunRecord, SourceVal, TestResult)
+                                  PerClass, RecordError, RunRecord, SourceVal, TestResult)
 from dabin.record.run import Request, Run, RunStatus, Scalar, format_hparams, hparam_text, read_runs
-from dabin.record.table import COLUMNS, read_results, result_rows, runs_from_rows, write_results
+from dabin.record.table import COLUMNS, OPTIONAL_COLUMNS, read_results, result_rows, runs_from_rows, write_results
 from dabin.record.timings import PHASES, Timings
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "LOG",
     "MANIFEST",
     "METRICS",
+    "OPTIONAL_COLUMNS",
     "REPORT",
     "PHASES",
     "RESULTS",
@@ -40,6 +41,7 @@ __all__ = [
     "EvaluationPoint",
     "GateLrRecord",
     "Manifest",
+    "PerClass",
     "RecordError",
     "Request",
     "Run",

@@ -4,10 +4,14 @@ The trainer writes a :class:`RunRecord` (:meth:`RunRecord.write`, last and atomi
 reads it to decide that a run is done; :class:`dabin.record.run.Run` reads it into the run record
 that ``results.csv`` and the report are made from. :meth:`RunRecord.read` checks every field it reads
 and names the field and the value of the first problem, so a damaged or hand-edited record is one line.
+Fields added since the first records (a test result's ``class_accuracy`` and ``per_class``, ...) are
+optional: an older record reads with None there, and a record without them is written as before.
 
 ``metrics.json``, for a transfer run with evaluation points::
 
-    {"test": {"Clipart": {"accuracy": 63.2, "n": 872}},
+    {"test": {"Clipart": {"accuracy": 63.2, "n": 872, "class_accuracy": 61.9,
+                          "per_class": {"classes": ["Alarm_Clock", ...], "accuracy": [80.0, ...],
+                                        "n": [40, ...], "correct": [32, ...]}}},
      "average": 63.2, "model_selection": "last checkpoint (no selection on target labels)",
      "method": "dann", "norm": "bin", "domain_stats": "joint", "num_classes": 65,
      "source": "Art", "target": "Clipart", "fold": null, "seed": 0, "steps": 10000, "time_s": 812.4,
@@ -40,6 +44,7 @@ __all__ = [
     "BatchRecord",
     "EvaluationPoint",
     "GateLrRecord",
+    "PerClass",
     "RecordError",
     "RunRecord",
     "SourceVal",
@@ -69,17 +74,99 @@ def _percentage(value: Any, what: str) -> float:
     return float(value)
 
 
+def _counts(data: Mapping[str, Any], key: str, where: str) -> tuple[int, ...]:
+    values = data.get(key)
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                               for v in values):
+        raise RecordError(f"{where}: {key} is {values!r}, not a list of counts")
+    return tuple(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerClass:
+    """Images and correct top-1 predictions per true class on one evaluated set.
+
+    Classes are in the data module's label order; a class without images in the set (``n`` 0) has
+    no accuracy (None, ``null`` in ``metrics.json``) and is left out of :meth:`mean_accuracy`.
+
+    Attributes:
+        classes: Class names (the label order of the data module; indices as text when unnamed).
+        n: Images of each class in the set.
+        correct: Of those, images predicted as their class.
+    """
+
+    classes: tuple[str, ...]
+    n: tuple[int, ...]
+    correct: tuple[int, ...]
+
+    @property
+    def accuracy(self) -> tuple[float | None, ...]:
+        """Accuracy (%) of each class, ``100 · correct_c / n_c``; None where ``n_c = 0``."""
+        return tuple(100.0 * right / count if count else None for right, count in zip(self.correct, self.n))
+
+    def mean_accuracy(self) -> float | None:
+        """Mean class accuracy (%): the mean over the classes present in the set of their accuracies.
+
+        .. math:: \\frac{1}{|C^+|} \\sum_{c \\in C^+} 100 \\cdot \\frac{\\mathrm{correct}_c}{n_c},
+                  \\quad C^+ = \\{c : n_c > 0\\}
+
+        VisDA-2017's metric (its devkit's "mean accuracy" over the 12 classes, every class present in
+        its test set). Classes absent from the set are excluded rather than counted as 0 % or 100 %:
+        they say nothing about the set. None when no class is present.
+        """
+        present = [value for value in self.accuracy if value is not None]
+        return math.fsum(present) / len(present) if present else None
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in ``metrics.json``: names, accuracies (for readers; derived), counts."""
+        return {"classes": list(self.classes), "accuracy": list(self.accuracy), "n": list(self.n),
+                "correct": list(self.correct)}
+
+    @classmethod
+    def from_json(cls, name: str, data: Any) -> PerClass:
+        """Parse a ``per_class`` entry (``name``, the evaluated set, is for messages); ``accuracy`` is recomputed."""
+        where = f"per_class of {name!r}"
+        if not isinstance(data, Mapping):
+            raise RecordError(f"{where} is {data!r}")
+        classes = data.get("classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise RecordError(f"{where}: classes is {classes!r}, not a list of names")
+        counts, correct = _counts(data, "n", where), _counts(data, "correct", where)
+        if not len(classes) == len(counts) == len(correct):
+            raise RecordError(f"{where}: {len(classes)} classes, {len(counts)} counts and {len(correct)} "
+                              "correct counts")
+        wrong = next((i for i, (right, count) in enumerate(zip(correct, counts)) if right > count), None)
+        if wrong is not None:
+            raise RecordError(f"{where}: class {classes[wrong]!r} has {correct[wrong]} correct of "
+                              f"{counts[wrong]} images")
+        return cls(classes=tuple(classes), n=counts, correct=correct)
+
+
 @dataclasses.dataclass(frozen=True)
 class TestResult:
     """Accuracy on one evaluated set.
 
     Attributes:
-        accuracy: Top-1 accuracy (%).
+        accuracy: Top-1 accuracy (%) over the set's images.
         n: Images evaluated.
+        class_accuracy: Mean class accuracy (%), :meth:`PerClass.mean_accuracy` (VisDA-2017's
+            metric); None in records written before it was kept, and at evaluation points.
+        per_class: Counts per class; None where :attr:`class_accuracy` is.
     """
 
     accuracy: float
     n: int
+    class_accuracy: float | None = None
+    per_class: PerClass | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in ``metrics.json`` (the per-class fields only when known, so older layouts stay as they were)."""
+        data: dict[str, Any] = {"accuracy": self.accuracy, "n": self.n}
+        if self.class_accuracy is not None:
+            data["class_accuracy"] = self.class_accuracy
+        if self.per_class is not None:
+            data["per_class"] = self.per_class.to_json()
+        return data
 
     @classmethod
     def from_json(cls, name: str, data: Any) -> TestResult:
@@ -90,7 +177,15 @@ class TestResult:
         count = data.get("n")
         if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
             raise RecordError(f"n of {name!r} is {count!r}, not a positive number of test images")
-        return cls(accuracy=accuracy, n=count)
+        class_accuracy = data.get("class_accuracy")
+        if class_accuracy is not None:
+            class_accuracy = _percentage(class_accuracy, f"class_accuracy of {name!r}")
+        per_class = data.get("per_class")
+        if per_class is not None:
+            per_class = PerClass.from_json(name, per_class)
+            if sum(per_class.n) != count:
+                raise RecordError(f"per_class of {name!r} counts {sum(per_class.n)} images, n is {count}")
+        return cls(accuracy=accuracy, n=count, class_accuracy=class_accuracy, per_class=per_class)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +314,7 @@ class AccuracyPoint:
 
     def to_json(self) -> dict[str, Any]:
         """As stored in ``metrics.json``."""
-        return {"step": self.step, "accuracy": {name: dataclasses.asdict(r) for name, r in self.accuracy.items()}}
+        return {"step": self.step, "accuracy": {name: r.to_json() for name, r in self.accuracy.items()}}
 
     @classmethod
     def from_json(cls, index: int, data: Any) -> AccuracyPoint:
@@ -295,6 +390,7 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         """As written to ``metrics.json``."""
         data = dataclasses.asdict(self)
+        data["test"] = {name: result.to_json() for name, result in self.test.items()}
         data["evaluation_points"] = [point.to_json() for point in self.evaluation_points]
         if self.accuracy_points:
             data["accuracy_points"] = [point.to_json() for point in self.accuracy_points]

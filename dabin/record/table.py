@@ -7,6 +7,8 @@ reason and no accuracy. Runs that were interrupted or never started are not rows
 still lacks is in ``sweep.json``'s job list. Where there are no run folders (a results file shared
 or made by hand), :func:`runs_from_rows` groups the rows back into runs, and every inconsistency a
 hand edit can introduce is one :class:`~dabin.errors.DabinError` naming the file, the line and the value.
+A row keeps a test result's mean class accuracy (``class_accuracy``, when its record has one) but
+not its per-class counts: those stay in the run folder's ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ from dabin.record.metrics import TestResult
 from dabin.record.run import Run
 from datamodules.naming import domain_key, format_task
 
-__all__ = ["COLUMNS", "REQUIRED", "STATUSES", "read_results", "result_rows", "runs_from_rows", "write_results"]
+__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "REQUIRED", "STATUSES", "read_results", "result_rows", "runs_from_rows", "write_results"]
 
 COLUMNS: tuple[str, ...] = ("run", "method", "norm", "task", "source", "target", "seed", "fold", "hparams", "domain",
                             "accuracy", "n", "status", "reason", "steps", "time_s", "model_selection", "batch",
                             "gate_lr", "domain_stats", "source_val")
+#: Columns written after :data:`COLUMNS` only when a row has a value: ``class_accuracy``, the evaluated
+#: set's mean class accuracy (VisDA-2017's metric), which records written before it was kept lack;
+#: a sweep of such records keeps its ``results.csv`` byte for byte.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("class_accuracy",)
 #: Columns a results file must have (a hand-made one may leave out the rest).
 REQUIRED: tuple[str, ...] = ("method", "norm", "task", "source", "target", "seed", "fold", "domain",
                              "accuracy", "n", "status")
@@ -49,7 +55,7 @@ def result_rows(run: Run) -> list[dict[str, Any]]:
             "task": run.task, "source": run.source, "target": run.target,
             "seed": run.seed, "fold": _blank(run.fold), "hparams": run.hparams, "accuracy": "", "n": "", "reason": "",
             "steps": "", "time_s": "", "model_selection": "", "batch": "", "gate_lr": "", "domain_stats": "",
-            "source_val": ""}
+            "source_val": "", "class_accuracy": ""}
     if run.status == "failed":
         # One row per failed run: its target for a transfer run, no domain for a mixed one.
         return [{**base, "domain": run.target, "status": "failed", "reason": run.reason}]
@@ -57,14 +63,20 @@ def result_rows(run: Run) -> list[dict[str, Any]]:
               "time_s": "" if run.time_s is None else round(run.time_s, 1),
               "model_selection": run.model_selection, "batch": run.batch, "gate_lr": run.gate_lr,
               "domain_stats": run.domain_stats, "source_val": _blank(run.source_val)}
-    return [{**base, **shared, "domain": domain, "accuracy": round(result.accuracy, 4), "n": result.n}
+    return [{**base, **shared, "domain": domain, "accuracy": round(result.accuracy, 4), "n": result.n,
+             "class_accuracy": "" if result.class_accuracy is None else round(result.class_accuracy, 4)}
             for domain, result in run.test.items()]
 
 
 def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write rows as CSV atomically (readers see the old file or the new one)."""
+    """Write rows as CSV atomically (readers see the old file or the new one).
+
+    The columns are :data:`COLUMNS`, then those of :data:`OPTIONAL_COLUMNS` that some row fills.
+    """
+    rows = list(rows)
+    columns = COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if any(row.get(c) not in (None, "") for row in rows))
     with atomic_open(path, newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -104,6 +116,13 @@ def _check_row(row: dict[str, str]) -> str:
             return f"accuracy={row['accuracy']!r} is not a percentage"
         if not row["n"].isdigit() or int(row["n"]) == 0:
             return f"n={row['n']!r} is not a positive integer on an ok row"
+        if row.get("class_accuracy"):
+            try:
+                class_accuracy = float(row["class_accuracy"])
+            except ValueError:
+                return f"class_accuracy={row['class_accuracy']!r} is not a number"
+            if not math.isfinite(class_accuracy) or not 0 <= class_accuracy <= 100:
+                return f"class_accuracy={row['class_accuracy']!r} is not a percentage"
     elif row["accuracy"]:
         return f"accuracy={row['accuracy']!r} on a {status} run (only ok rows have one)"
     return ""
@@ -194,7 +213,9 @@ def runs_from_rows(path: Path, rows: Sequence[dict[str, str]]) -> list[Run]:
     identities: dict[tuple[Any, ...], Run] = {}
     for key, mine in grouped.items():
         head = mine[0]
-        test = {r["domain"]: TestResult(float(r["accuracy"]), int(r["n"])) for r in mine if r["status"] == "ok"}
+        test = {r["domain"]: TestResult(float(r["accuracy"]), int(r["n"]),
+                                        class_accuracy=_optional(r.get("class_accuracy"), float))
+                for r in mine if r["status"] == "ok"}
         run = Run(key=key, line=first[key], method=head["method"], norm=head["norm"], source=head["source"],
                   target=head["target"], seed=int(head["seed"]), fold=int(head["fold"]) if head["fold"] else None,
                   status=head["status"], reason=head.get("reason", ""), test=test,  # type: ignore[arg-type]

@@ -10,4 +10,7 @@
 - :mod:`~dabin.report.plots`, :mod:`~dabin.report.csvs`, :mod:`~dabin.report.markdown`: PNG, CSV, Markdown pieces.
 - :mod:`~dabin.report.build`: everything made in memory first, then written; :mod:`~dabin.report.cli`.
 - :mod:`~dabin.report.paper`: the paper's numbers, shown beside Office-Home results.
+- :mod:`~dabin.report.published_da`: tllib's published numbers on Office-31, VisDA-2017, DomainNet and
+  the digits; :mod:`~dabin.report.benchmarks` (which benchmark a sweep ran on, per-class means) and
+  :mod:`~dabin.report.benchmark_rows` put them in Table 4. :mod:`~dabin.report.published_dg`: DomainBed's.
 """

@@ -15,11 +15,14 @@ from typing import Any
 from dabin.report.stats import MeanCI
 from dabin.report.tables import Average, Cell, MixedTable, TransferTable
 
-__all__ = ["GATE_SUMMARY_COLUMNS", "TABLE3_COLUMNS", "TABLE4_COLUMNS", "csv_text", "gate_summary_csv", "table3_csv",
-           "table4_csv"]
+__all__ = ["GATE_SUMMARY_COLUMNS", "TABLE3_COLUMNS", "TABLE4_BENCHMARK_COLUMNS", "TABLE4_COLUMNS", "csv_text",
+           "gate_summary_csv", "table3_csv", "table4_csv"]
 
 TABLE4_COLUMNS = ("task", "source", "target", "method", "norm", "mean", "ci", "n", "failed", "incomplete",
                   "missing", "paper")
+#: Table 4's columns on a benchmark with published numbers (:mod:`dabin.report.published_da`): the mean
+#: class accuracy's cell, tllib's number for the method and task (over the images) and its mean class accuracy.
+TABLE4_BENCHMARK_COLUMNS = ("class_mean", "class_ci", "class_n", "published", "published_class")
 TABLE3_COLUMNS = ("norm", "domain", "mean", "ci", "n", "failed", "incomplete", "missing", "paper")
 GATE_SUMMARY_COLUMNS = ("method", "level", "stage", "runs", "values", "mean", "min", "max", "near_in", "near_bn")
 
@@ -47,20 +50,42 @@ def _average_row(average: Average) -> dict[str, Any]:
 
 
 def table4_csv(table: TransferTable) -> str:
-    """Table 4 as CSV (a row per task and (method, norm), then the ``Avg`` rows)."""
+    """Table 4 as CSV (a row per task and (method, norm), then the ``Avg`` rows).
+
+    On a benchmark with published numbers the rows also have :data:`TABLE4_BENCHMARK_COLUMNS`
+    (``published`` of an ``Avg`` row: tllib's printed average, or its mean over the table's tasks
+    where it publishes only some of them).
+    """
+    published = {column.method: column for column in table.published}
     rows = []
     for task in table.tasks:
         label = table.label(task)
         for method, norm in table.columns:
             cell = table.cells[task, (method, norm)]
             paper = table.paper[norm].get(label) if table.paper and method == "dann" and norm in table.paper else None
-            rows.append({"task": label, "source": task[0], "target": task[1], "method": method, "norm": norm,
-                         **_numbers(cell.stats, len(cell.values)), **_counts(cell), "paper": paper})
+            row = {"task": label, "source": task[0], "target": task[1], "method": method, "norm": norm,
+                   **_numbers(cell.stats, len(cell.values)), **_counts(cell), "paper": paper}
+            if table.benchmark is not None:
+                classes = table.class_cells[task, (method, norm)]
+                mine = published.get(method)
+                row.update({"class_mean": classes.stats.mean if classes.stats else None,
+                            "class_ci": classes.stats.half_width if classes.stats else None,
+                            "class_n": len(classes.values), "published": mine.values.get(task) if mine else None,
+                            "published_class": mine.class_means.get(task) if mine else None})
+            rows.append(row)
     for method, norm in table.columns:
         paper = table.paper[norm].get("Avg") if table.paper and method == "dann" and norm in table.paper else None
-        rows.append({"task": "Avg", "source": "", "target": "", "method": method, "norm": norm,
-                     **_average_row(table.averages[method, norm]), "paper": paper})
-    return csv_text(TABLE4_COLUMNS, rows)
+        row = {"task": "Avg", "source": "", "target": "", "method": method, "norm": norm,
+               **_average_row(table.averages[method, norm]), "paper": paper}
+        if table.benchmark is not None:
+            classes = table.class_averages[method, norm]
+            mine = published.get(method)
+            row.update({"class_mean": classes.stats.mean if classes.stats else None,
+                        "class_ci": classes.stats.half_width if classes.stats else None, "class_n": classes.covered,
+                        "published": mine.average if mine else None, "published_class": None})
+        rows.append(row)
+    columns = TABLE4_COLUMNS + (TABLE4_BENCHMARK_COLUMNS if table.benchmark is not None else ())
+    return csv_text(columns, rows)
 
 
 def table3_csv(table: MixedTable) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dabin.methods.names import TRANSFER_METHODS
 from dabin.record import Run
+from dabin.report.benchmarks import PublishedColumn, identify_benchmark, published_columns
 from dabin.report.inputs import Sweep, plain_domain, task_order
 from dabin.report.paper import PAPER_TABLE3, PAPER_TABLE4
 from dabin.report.pivot import group_by, pivot
@@ -84,6 +85,11 @@ class TransferTable:
         paper: The paper's DANN numbers, norm -> task label (``Ar→Cl``, ``Avg``) -> %; None off Office-Home.
         paper_subset: True when the table has only some of the paper's tasks: ``Avg`` is then the
             mean of the paper's numbers over the table's tasks, not the published average.
+        class_cells: Like ``cells``, of the target's mean class accuracy (runs whose record keeps it).
+        class_averages: column -> average over tasks of ``class_cells``.
+        benchmark: The benchmark with published numbers the sweep ran on
+            (:func:`~dabin.report.benchmarks.identify_benchmark`), else None.
+        published: Its published numbers for the table's methods and tasks (none off a benchmark).
     """
 
     tasks: tuple[tuple[str, str], ...]
@@ -92,6 +98,10 @@ class TransferTable:
     averages: dict[tuple[str, str], Average]
     paper: dict[str, dict[str, float]] | None
     paper_subset: bool = False
+    class_cells: dict[tuple[tuple[str, str], tuple[str, str]], Cell] = dataclasses.field(default_factory=dict)
+    class_averages: dict[tuple[str, str], Average] = dataclasses.field(default_factory=dict)
+    benchmark: str | None = None
+    published: tuple[PublishedColumn, ...] = ()
 
     @staticmethod
     def label(task: tuple[str, str]) -> str:
@@ -199,17 +209,24 @@ def transfer_table(sweep: Sweep) -> TransferTable | None:
     columns = tuple((m, n) for m in methods for n in norms if any(r.method == m and r.norm == n for r in runs))
     by_cell = pivot(runs, lambda r: (r.source, r.target), lambda r: (r.method, r.norm))
     cells = {}
+    class_cells = {}
     for task in tasks:
         for column in columns:
             mine = by_cell.get((task, column), [])
-            values = {r.seed: r.target_accuracy() for r in mine if r.status == "ok"}
-            cells[task, column] = _cell(mine, {seed: v for seed, v in values.items() if v is not None})
+            results = {r.seed: r.target_result() for r in mine if r.status == "ok"}
+            cells[task, column] = _cell(mine, {seed: r.accuracy for seed, r in results.items() if r is not None})
+            class_cells[task, column] = _cell(mine, {seed: r.class_accuracy for seed, r in results.items()
+                                                     if r is not None and r.class_accuracy is not None})
     averages = {column: average([cells[task, column] for task in tasks]) for column in columns}
+    class_averages = {column: average([class_cells[task, column] for task in tasks]) for column in columns}
     paper, subset = paper_numbers(PAPER_TABLE4, {format_task(*t): format_task(*t) for t in tasks})
     # Office-Home tasks the paper does not have (multi-source ones) get no paper column at all.
     shown = sweep.office_home and any(paper.values())
+    benchmark = None if sweep.office_home else identify_benchmark(sweep.dataset, sweep.domains)
+    published = published_columns(benchmark, methods, tasks) if benchmark else []
     return TransferTable(tasks=tasks, columns=columns, cells=cells, averages=averages,
-                         paper=paper if shown else None, paper_subset=subset and shown)
+                         paper=paper if shown else None, paper_subset=subset and shown, class_cells=class_cells,
+                         class_averages=class_averages, benchmark=benchmark, published=tuple(published))
 
 
 def _domain_value(run: Run, domain: str) -> float | None:

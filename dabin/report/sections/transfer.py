@@ -1,11 +1,17 @@
-"""Table 4 (domain adaptation, target test accuracy per task), its bar charts and the paired comparisons."""
+"""Table 4 (domain adaptation, target test accuracy per task), its bar charts and the paired comparisons.
+
+On a benchmark with published numbers (:mod:`dabin.report.benchmark_rows`) Table 4 also has tllib's
+column per method, VisDA-2017's mean class accuracy under each task, DomainNet's per-target averages.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from dabin.report.benchmark_rows import benchmark_notes, published_average, target_rows
 from dabin.report.csvs import table4_csv
-from dabin.report.markdown import PAPER_SUBSET, average_text, cell_text, md_table, method_label, norm_label, paper_text
+from dabin.report.markdown import (PAPER_SUBSET, average_text, cell_text, md_table, method_label, norm_label,
+                                   number_text, paper_text)
 from dabin.report.paired import PairedComparison, paired_comparisons
 from dabin.report.plots import bar_chart_png
 from dabin.report.sections.base import Part, ReportInputs
@@ -41,13 +47,21 @@ def _transfer_section(table: TransferTable, bars: Mapping[str, str]) -> list[str
     has_dann = any(method == "dann" for method, _ in table.columns)
     paper_norms = [n for n in ("bn", "bin") if table.paper and n in table.paper and has_dann]
     header += [f"Paper DANN {norm_label(n)}" for n in paper_norms]
+    header += [f"tllib {method_label(p.method)}" for p in table.published]
     rows = []
     for task in table.tasks:
         label = table.label(task)
         rows.append([label, *(cell_text(table.cells[task, c]) for c in table.columns),
-                     *(paper_text(table.paper[n].get(label)) for n in paper_norms if table.paper)])
+                     *(paper_text(table.paper[n].get(label)) for n in paper_norms if table.paper),
+                     *(number_text(p.values.get(task)) for p in table.published)])
+        if table.benchmark == "visda2017":
+            rows.append([f"{label} mean class", *(cell_text(table.class_cells[task, c]) for c in table.columns),
+                         *(number_text(p.class_means.get(task)) for p in table.published)])
     rows.append(["**Avg**", *(average_text(table.averages[c], "tasks") for c in table.columns),
-                 *(paper_text(table.paper[n].get("Avg")) for n in paper_norms if table.paper)])
+                 *(paper_text(table.paper[n].get("Avg")) for n in paper_norms if table.paper),
+                 *(published_average(p) for p in table.published)])
+    if table.benchmark == "domainnet":
+        rows += target_rows(table)
     lines = ["## Table 4: domain adaptation (target test accuracy, %)", "", *md_table(header, rows), "",
              "Avg: the mean over tasks of the per-task means (every task weighs the same). Its interval is the "
              "Student-t interval over seeds of each seed's mean over tasks, given when every task finished the "
@@ -55,6 +69,7 @@ def _transfer_section(table: TransferTable, bars: Mapping[str, str]) -> list[str
     if paper_norms:
         lines += ["", "Paper: Nam & Kim (2018), Table 4 (DANN on Office-Home), as published."
                   + (PAPER_SUBSET.format(what="tasks", n=len(table.tasks)) if table.paper_subset else "")]
+    lines += benchmark_notes(table)
     lines += ["", f"CSV: [{TABLE4}]({TABLE4})"]
     for method, png in bars.items():
         lines += ["", f"![{method_label(method)}: BN vs BIN per task]({png})"]
