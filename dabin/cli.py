@@ -1,7 +1,9 @@
 """The ``dabin`` command: Lightning subcommands plus ``sweep``, ``report`` and ``data``.
 
 ``fit``, ``validate``, ``test`` and ``predict`` go to the Lightning CLI (:mod:`dabin.lightning_cli`);
-the other subcommands have small parsers of their own, each in the module that owns the concept.
+the other subcommands have small parsers of their own, each in the module that owns the concept
+(``data digits`` is :mod:`datamodules.digits`'s export; a dataset folder named ``digits`` is checked
+as ``dabin data ./digits``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ _COMMANDS: dict[str, str] = {
     "data": "datamodules.check:main",
 }
 
+#: (subcommand, word) -> "module:function" for a subcommand's own subcommands (``dabin data digits``).
+_SUBCOMMANDS: dict[tuple[str, str], str] = {
+    ("data", "digits"): "datamodules.digits:main",
+}
+
 _USAGE = (
     "usage: dabin {fit,validate,test,predict,sweep,report,data} ...\n"
     "  fit|validate|test|predict  Lightning CLI (see `dabin fit --help`)\n"
     "  sweep SPEC                 run a resumable sweep of training runs\n"
     "  report DIR                 write the evaluation report of a sweep\n"
-    "  data ROOT                  check a multi-domain image dataset"
+    "  data ROOT                  check a multi-domain image dataset\n"
+    "  data digits --from ROOT    export torchvision's MNIST, USPS and SVHN as a dataset tree"
 )
 
 
@@ -58,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Lightning subcommands keep their name; the others take only their own arguments.
         passed = args if _COMMANDS[command] == "dabin.lightning_cli:main" else args[1:]
-        return int(_resolve(_COMMANDS[command])(passed) or 0)
+        target = _COMMANDS[command]
+        if (command, passed[0] if passed else "") in _SUBCOMMANDS:
+            target, passed = _SUBCOMMANDS[(command, passed[0])], passed[1:]
+        return int(_resolve(target)(passed) or 0)
     except DabinError as error:
         print(f"dabin: error: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from datamodules.cache import ResizedImageCache
 from datamodules.dataset import ImageDataset
+from datamodules.digits import digits_tree, is_torchvision_digits_root
 from datamodules.embedded import embedded_root, is_embedded
 from datamodules.splits import Split, domain_split
 from datamodules.transforms import RESIZE_RATIO, ToNormalizedTensor, eval_transform, resize_size, train_transform
@@ -35,7 +36,10 @@ class DomainDataModule(pl.LightningDataModule):
 
     Args:
         root: Dataset folder (``<Domain>/<Class>/<image>``, or the folder holding
-            ``OfficeHomeDataset_10072016/``); None or ``"embedded"`` for the embedded digits.
+            ``OfficeHomeDataset_10072016/``); None or ``"embedded"`` for the embedded digits; a
+            torchvision root holding MNIST / USPS / SVHN in torchvision's layouts for the digits
+            benchmark (checked against the published checksums and exported once,
+            :func:`datamodules.digits.digits_tree`; exported to ``cache_dir`` or dabin's cache).
         image_size: Side of the square crops fed to the network.
         batch_size: Images per batch (per domain for the transfer module's training batches).
         num_workers: DataLoader worker processes.
@@ -73,7 +77,10 @@ class DomainDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         embedded = is_embedded(root)
-        data_root = embedded_root(cache_dir) if embedded else root
+        # A torchvision digits root (MNIST/raw, usps.bz2, train_32x32.mat) is exported once to a
+        # <Domain>/<class>/<image> tree with the official split lists, in the cache.
+        digits = not embedded and root is not None and is_torchvision_digits_root(root)
+        data_root = embedded_root(cache_dir) if embedded else digits_tree(root, cache_dir) if digits else root
         self.tree = DomainTree.scan(data_root, image_lists=image_lists)
         self.root = self.tree.root
         self.batch_size = batch_size
@@ -89,7 +96,7 @@ class DomainDataModule(pl.LightningDataModule):
         # to its centre crop (ImageDataset's crop) and only convert that with self.to_tensor.
         self.eval_transform = eval_transform(image_size, ratio)
         self.to_tensor = ToNormalizedTensor()
-        use_cache = cache_dir is not None and not embedded
+        use_cache = cache_dir is not None and not embedded and not digits  # tiny images: nothing to save
         self.cache = ResizedImageCache(cache_dir, self.short_side) if use_cache else None
 
     @property

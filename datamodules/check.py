@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dabin.errors import DabinError
+from datamodules.digits import is_torchvision_digits_root, present_domains
 from datamodules.embedded import embedded_root, is_embedded
 from datamodules.loading import verify_image
 from datamodules.splits import kfold_split, transfer_split
@@ -147,6 +148,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lists", default=None, help="image-list file or folder ('<domain>/<class>/<file> <label>')")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
+    if is_torchvision_digits_root(args.root):
+        # torchvision's files, not a tree yet: the data modules export them (as this command does).
+        raise DabinError(f"{args.root} holds torchvision's digit files ({', '.join(present_domains(args.root))}), "
+                         f"not a <domain>/<class>/<image> tree: export them with `dabin data digits --from "
+                         f"{args.root}`, then check the folder it prints")
     report = check_dataset(args.root, seed=args.seed, k=args.k, image_lists=args.lists)
     if args.json:
         print(json.dumps(report, indent=1))

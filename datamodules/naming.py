@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from dabin.errors import DabinError
 
-__all__ = ["DOMAIN_SEPARATOR", "domain_code", "domain_key", "domain_list", "format_task", "join_domains",
+__all__ = ["DOMAIN_SEPARATOR", "domain_aliases", "domain_code", "domain_key", "domain_list", "format_task", "join_domains",
            "split_domains", "unique_codes"]
 
 #: Joins several domains in one field (a multi-source task's sources: ``"Art,Clipart,Product"``).
@@ -108,3 +108,29 @@ def unique_codes(names: list[str]) -> list[str]:
     keys = [domain_key(code) for code in codes]
     return [name if keys.count(key) > 1 or key in {domain_key(n) for n in names if n != name} else code
             for name, code, key in zip(names, codes, keys)]
+
+
+def domain_aliases(names: Sequence[str]) -> dict[str, str]:
+    """Every spelling that names one domain of a dataset, by :func:`domain_key`: name, code, initial.
+
+    Papers and tllib's scripts write tasks with one letter per domain (``-s A -t W`` on Office-31,
+    ``c -> p`` on DomainNet), so a domain's initial names it too, where no other domain of the
+    dataset shares that initial and it is not another domain's name or code.
+
+    Args:
+        names: The dataset's domain names.
+
+    Returns:
+        Key of a spelling -> the domain's name (names first, then codes, then initials: an earlier
+        kind of spelling is never shadowed by a later one).
+    """
+    aliases: dict[str, str] = {}
+    codes = unique_codes(list(names))
+    for spellings in (list(names), codes):
+        for spelling, name in zip(spellings, names):
+            aliases.setdefault(domain_key(spelling), name)
+    initials = [domain_key(name)[:1] for name in names]
+    for initial, name in zip(initials, names):
+        if initial and initials.count(initial) == 1:
+            aliases.setdefault(initial, name)
+    return aliases

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dabin.errors import DabinError
 from datamodules.catalog import check_layout, layout_hint, recognise, set_aside
-from datamodules.naming import domain_key, unique_codes
+from datamodules.naming import domain_aliases, domain_key, unique_codes
 from datamodules.officehome import (
     ARCHIVE_FOLDER,
     OFFICE_HOME_COUNTS,
@@ -127,7 +127,7 @@ class DomainTree:
         return [sample for sample in self.samples if sample.domain == domain]
 
     def resolve(self, name: str) -> int:
-        """Index of a domain given by name or code in any spelling (``"Rw"``, ``"real_world"``).
+        """Index of a domain given by name, code or unique initial in any spelling (``"Rw"``, ``"real_world"``, ``"R"``).
 
         Args:
             name: What the user wrote.
@@ -142,6 +142,9 @@ class DomainTree:
         for index, domain in enumerate(self.domains):
             if key in (domain_key(domain.name), domain_key(domain.code), domain_key(domain.folder.name)):
                 return index
+        alias = domain_aliases(self.domain_names).get(key)  # a unique initial, as papers write tasks
+        if alias is not None:
+            return self.domain_names.index(alias)
         found = ", ".join(f"{d.name} ({d.code})" for d in self.domains)
         raise DabinError(f"unknown domain {name!r} in {self.root}; found: {found}")
 

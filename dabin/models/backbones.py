@@ -1,5 +1,7 @@
 """Feature backbones by name: torchvision's ResNet family, or any model by class path, with the norm switch.
 
+The digit recipes' LeNet and DTN (:mod:`dabin.models.small`) are built by name too.
+
 The norm layer is injected the way torchvision's builders take it (``norm_layer=``), so a BIN
 ResNet-50 has exactly torchvision's modules and state-dict keys and loads its published weights
 as distributed (:func:`~dabin.models.resnet.load_weights`, which also accepts the 2017 files
@@ -19,6 +21,7 @@ from torch import nn
 
 from dabin.errors import DabinError
 from dabin.models.resnet import WeightsArg, is_weights_file, load_weights, resnet18
+from dabin.models.small import SMALL_BACKBONES, build_small
 from dabin.nn import NORM_SPECS, NormName, check_norm, convert_norm, norm_layer
 
 __all__ = ["RESNETS", "build_backbone"]
@@ -33,9 +36,11 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
     """A features-only backbone: ``(B, 3, H, W) -> (B, num_features)``.
 
     Args:
-        name: A name of :data:`RESNETS`, or the class path of any ``nn.Module`` whose classifier is
-            its ``fc`` (``mypkg.models.Net``, built without arguments).
-        norm: A name of :data:`dabin.nn.NORMS` (``ibn_b``: resnet18 only).
+        name: A name of :data:`RESNETS`, a small digit backbone (``lenet``, ``dtn``:
+            :mod:`dabin.models.small`, the published digit recipes'), or the class path of any
+            ``nn.Module`` whose classifier is its ``fc`` (``mypkg.models.Net``, built without arguments).
+        norm: A name of :data:`dabin.nn.NORMS` (``ibn_b``: resnet18 only; ``lenet``: ``bn`` only, it
+            has no norm layer; ``dtn``: not IBN-Net's or MixStyle's ResNet layouts).
         weights: None, a torchvision weights name of that architecture (``IMAGENET1K_V1``, ...) or a
             state dict file (torchvision's published layout, a dabin checkpoint, ...). Class-path
             models take a file only.
@@ -51,11 +56,13 @@ def build_backbone(name: str, *, norm: NormName = "bin", weights: WeightsArg = N
             do not fit, or a width other than 64 for a published architecture.
     """
     spec = NORM_SPECS[check_norm(norm)]
+    if name in SMALL_BACKBONES:
+        return build_small(name, norm=norm, weights=weights, small_input=small_input, width=width)
     if name == "resnet18":
         return resnet18(norm=norm, weights=weights, num_classes=0, small_input=small_input, width=width)
     if name not in RESNETS and "." not in name:
-        raise DabinError(f"unknown backbone {name!r}; expected one of {', '.join(RESNETS)} or a class path "
-                         "(package.module.Class)")
+        raise DabinError(f"unknown backbone {name!r}; expected one of {', '.join((*RESNETS, *SMALL_BACKBONES))} "
+                         "or a class path (package.module.Class)")
     if width != 64:
         raise DabinError(f"width={width} is only for resnet18; {name} has its published widths")
     if spec.layout == "ibn_b":

@@ -179,11 +179,10 @@ def resolve_task(task: str, domains: Sequence[str]) -> tuple[str, str]:
         DabinError: The task is malformed, names a domain the dataset does not have, names a source
             twice, or has its target among its sources.
     """
-    from datamodules.naming import domain_code, domain_key, join_domains
+    from datamodules.naming import domain_aliases, domain_code, domain_key, join_domains
     from datamodules.tasks import parse_multi_task
 
-    by_key = {domain_key(name): name for name in domains}
-    by_key.update({domain_key(domain_code(name)): name for name in domains})
+    by_key = domain_aliases(domains)
     sources, target = parse_multi_task(task)
     names = []
     for part in (*sources, target):

@@ -53,3 +53,34 @@ def test_parse_task(text: str) -> None:
 def test_parse_task_rejects(text: str) -> None:
     with pytest.raises(DabinError, match="unknown task"):
         parse_task(text)
+
+
+def test_a_unique_initial_names_a_domain_as_papers_write_tasks() -> None:
+    from dabin.sweep.spec import resolve_task
+    from datamodules.naming import domain_aliases
+
+    office31 = ["amazon", "dslr", "webcam"]
+    assert resolve_task("A->W", office31) == ("amazon", "webcam")
+    assert resolve_task("d→a", office31) == ("dslr", "amazon")
+    domainnet = ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]
+    assert resolve_task("c->p", domainnet) == ("clipart", "painting")
+    # Two domains sharing an initial: neither gets it; names and codes still win over initials.
+    aliases = domain_aliases(["Clipart", "Clothes", "Art", "C"])
+    assert "c" in aliases and aliases["c"] == "C"
+    assert aliases["a"] == "Art" and "clipart" in aliases
+    with pytest.raises(DabinError, match="unknown domain 'X'"):
+        resolve_task("X->A", ["Art", "Clipart"])
+
+
+def test_the_tree_resolves_an_initial(tmp_path) -> None:
+    from dabin.testing.replicas import make_replica
+    from datamodules.tree import DomainTree
+    import warnings
+
+    make_replica("office_31", tmp_path, per_class=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = DomainTree.scan(tmp_path)
+    assert [tree.resolve(letter) for letter in "ADW"] == [0, 1, 2]
+    with pytest.raises(DabinError, match="unknown domain 'Q'"):
+        tree.resolve("Q")
