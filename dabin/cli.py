@@ -28,6 +28,7 @@ _COMMANDS: dict[str, str] = {
 #: (subcommand, word) -> "module:function" for a subcommand's own subcommands (``dabin data digits``).
 _SUBCOMMANDS: dict[tuple[str, str], str] = {
     ("data", "digits"): "datamodules.digits:main",
+    ("data", "verify"): "datamodules.archives:main",
 }
 
 _USAGE = (
@@ -36,7 +37,8 @@ _USAGE = (
     "  sweep SPEC                 run a resumable sweep of training runs\n"
     "  report DIR                 write the evaluation report of a sweep\n"
     "  data ROOT                  check a multi-domain image dataset\n"
-    "  data digits --from ROOT    export torchvision's MNIST, USPS and SVHN as a dataset tree"
+    "  data digits --from ROOT    export torchvision's MNIST, USPS and SVHN as a dataset tree\n"
+    "  data verify FILE ...       check downloads against their published checksums"
 )
 
 

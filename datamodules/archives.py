@@ -225,3 +225,33 @@ def check_archive(path: str | os.PathLike[str], expected: KnownArchive | None = 
             raise DabinError(f"{file}: {kind} {found[kind]}, expected {want} ({expected.dataset}'s {expected.name}, "
                              f"{size} bytes; from {expected.source}){note}")
     return expected
+
+
+def main(argv: list[str]) -> int:
+    """``dabin data verify FILE ...``: check downloaded archives against their published checksums.
+
+    Prints one line per file: ``ok`` with what was compared, ``not checked`` (nothing published),
+    or the problem (partial download, size or digest mismatch, with the expected values).
+
+    Returns:
+        0 if every file that can be checked matches, 1 if any does not (each still checked).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dabin data verify", description=main.__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="downloaded files (clipart.zip, domain_adaptation_images.tar.gz, ...)")
+    args = parser.parse_args(argv)
+    failed = 0
+    for path in args.files:
+        try:
+            entry = check_archive(path)
+        except ArchiveNotChecked as error:
+            print(f"not checked: {error}")
+        except DabinError as error:
+            print(f"FAILED: {error}")
+            failed += 1
+        else:
+            compared = ", ".join(kind for kind, value in (("size", entry.size), ("md5", entry.md5),
+                                                          ("sha256", entry.sha256)) if value is not None)
+            print(f"ok: {path} ({entry.dataset}'s {entry.name}: {compared} as published by {entry.source})")
+    return 1 if failed else 0

@@ -97,3 +97,23 @@ def test_digests_stream_in_blocks(tmp_path: Path) -> None:
     assert file_digests(tmp_path / "blob", block=1000) == {"md5": hashlib.md5(content).hexdigest(),
                                                            "sha256": hashlib.sha256(content).hexdigest()}
     assert file_digests(tmp_path / "blob", ("sha256",), block=7) == {"sha256": hashlib.sha256(content).hexdigest()}
+
+
+def test_dabin_data_verify_checks_each_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from dabin.cli import main as dabin_main
+
+    content = b"0123456789" * 100
+    good, partial, other = tmp_path / "good.zip", tmp_path / "cut.zip", tmp_path / "notes.txt"
+    good.write_bytes(content)
+    partial.write_bytes(content[:100])
+    other.write_text("x")
+    table = {"good.zip": _entry(content, "good.zip"), "cut.zip": _entry(content, "cut.zip")}
+    monkeypatch.setattr(archives, "known_archives", lambda: table)
+    assert dabin_main(["data", "verify", str(good), str(other)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"ok: {good} (Test's good.zip: size, md5, sha256") and lines[1].startswith("not checked:")
+    assert dabin_main(["data", "verify", str(partial), str(good)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"FAILED: {partial}: partial download: 100 of 1000 bytes (Test's cut.zip; size from the test)"
+    assert lines[1].startswith("ok: ")
