@@ -16,11 +16,14 @@ unlabelled ``test/``, tllib's ``image_list/``), set aside with a note
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from dabin.errors import DabinError
 from datamodules.catalog import check_layout, layout_hint, recognise, set_aside
@@ -32,35 +35,40 @@ from datamodules.officehome import (
     canonical_office_home_name,
     is_office_home,
 )
+from datamodules.index import IMAGE_EXTENSIONS, Layout, cached_layout
 from datamodules.official import check_domain_lists
 from datamodules.presets import DATASETS, DatasetInfo
 
 __all__ = ["IMAGE_EXTENSIONS", "DatasetWarning", "Domain", "DomainTree", "Sample"]
 
-#: File name endings read as images (torchvision's ImageFolder list); anything else is ignored.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
 class DatasetWarning(UserWarning):
     """A dataset that works but differs from what was expected (counts, ignored files)."""
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """One image of the tree.
 
+    A named tuple holding its domain folder's path string rather than its own path: a tree of
+    DomainNet's size then builds as fast as a listing and holds one path string per domain, where
+    a :class:`~pathlib.Path` per image would dominate both (``experiments/bench_index.py``).
+
     Attributes:
-        path: Absolute path of the image file.
+        folder: The domain's folder on disk, as a string shared by the domain's samples.
+        key: Path relative to the domain folder, ``/``-separated; splits depend on it, not on
+            where the tree lives or how its domain folder is spelled.
         label: Class index (alphabetical over the class folder names, ignoring case).
         domain: Index of the domain in :attr:`DomainTree.domains`.
-        key: Path relative to the domain folder; splits depend on it, not on where the tree lives
-            or how its domain folder is spelled.
     """
 
-    path: Path
+    folder: str
+    key: str
     label: int
     domain: int
-    key: str
+
+    @property
+    def path(self) -> Path:
+        """Absolute path of the image file (joined on each access, which costs far less than the decode)."""
+        return Path(self.folder, self.key)
 
 
 @dataclass(frozen=True)
@@ -172,14 +180,11 @@ class DomainTree:
         base = _find_tree_root(Path(root).expanduser())
         ignored: list[Path] = []
         if image_lists is None:
-            layout = _walk(base, ignored)
+            # Listed once and remembered in an index (datamodules.index): a sweep's processes share it.
+            layout = cached_layout(base, ignored)
         else:
             layout = _read_lists(base, Path(image_lists).expanduser())
         return _build(base, layout, ignored)
-
-
-#: domain folder name -> class folder name -> image paths relative to the domain folder.
-_Layout = dict[str, dict[str, list[str]]]
 
 
 def _visible(entry: os.DirEntry[str]) -> bool:
@@ -238,32 +243,10 @@ def _find_tree_root(root: Path) -> Path:
     return root
 
 
-def _walk(root: Path, ignored: list[Path]) -> _Layout:
-    layout: _Layout = {}
-    for domain in _subdirs(root):
-        classes: dict[str, list[str]] = {}
-        for class_dir in _subdirs(Path(domain.path)):
-            images: list[str] = []
-            for folder, dirnames, filenames in os.walk(class_dir.path):
-                dirnames[:] = [d for d in dirnames if not d.startswith((".", "__MACOSX"))]
-                for filename in filenames:
-                    path = Path(folder, filename)
-                    if filename.startswith("."):
-                        continue
-                    if _is_image(filename):
-                        images.append(path.relative_to(domain.path).as_posix())
-                    else:
-                        ignored.append(path)
-            classes[class_dir.name] = images
-        ignored.extend(Path(e.path) for e in _files(Path(domain.path)))
-        layout[domain.name] = classes  # a folder without classes is refused by _build, unless set aside
-    return layout
-
-
-def _images_level(layout: _Layout) -> _Layout:
+def _images_level(layout: Layout) -> Layout:
     """Office-31's archive level ``<domain>/images/<class>/``: a domain whose only folder is ``images/`` holding
     class folders gets those classes (keys keep the ``images/`` prefix: they stay relative to the domain folder)."""
-    result: _Layout = {}
+    result: Layout = {}
     for domain, classes in layout.items():
         only = next(iter(classes)) if len(classes) == 1 else None
         if only is None or only.lower() != _IMAGES or not all(key.count("/") >= 2 for key in classes[only]):
@@ -285,8 +268,8 @@ def _list_files(lists: Path) -> list[Path]:
     return files
 
 
-def _read_lists(root: Path, lists: Path) -> _Layout:
-    layout: _Layout = {}
+def _read_lists(root: Path, lists: Path) -> Layout:
+    layout: Layout = {}
     labels: dict[str, tuple[int, str]] = {}  # class -> (label, where first seen)
     # A list written for "Real World/..." also serves a tree whose folder is spelled "Real_World".
     on_disk = {domain_key(d.name): d.name for d in _subdirs(root)}
@@ -314,7 +297,7 @@ def _read_lists(root: Path, lists: Path) -> _Layout:
     return layout
 
 
-def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
+def _build(root: Path, layout: Layout, ignored: list[Path]) -> DomainTree:
     layout = _images_level(layout)
     likely, aside = set_aside({folder: list(classes) for folder, classes in layout.items()})
     notes = [f"set aside {root / folder}: {why}" for folder, why in aside.items()]
@@ -354,10 +337,12 @@ def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
     codes = unique_codes([names[f] for f in folders])
     domains = [Domain(names[f], code, root / f) for f, code in zip(folders, codes)]
     index = {name: label for label, name in enumerate(class_names)}
-    samples = [Sample(root / folder / key, index[class_name], d, key)
-               for d, folder in enumerate(folders)
-               for class_name in class_names
-               for key in sorted(layout[folder][class_name])]
+    folder_paths = [str(domain.folder) for domain in domains]  # one string per domain, shared by its samples
+    with _collector_paused():
+        samples = [Sample(folder_paths[d], key, index[class_name], d)
+                   for d, folder in enumerate(folders)
+                   for class_name in class_names
+                   for key in sorted(layout[folder][class_name])]
     if dataset is not None and dataset.domain_lists is not None:
         # The release's own list files (VisDA-2017's image_list.txt) are read below, not ignored.
         lists = {root / folder / dataset.domain_lists for folder in folders}
@@ -366,6 +351,23 @@ def _build(root: Path, layout: _Layout, ignored: list[Path]) -> DomainTree:
     problems = check_layout(dataset, tree) + check_domain_lists(tree) if dataset is not None and not office_home else []
     _warn(tree, notes + problems + _soft_problems(tree))
     return tree
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large list of samples is built.
+
+    Every few hundred new tuples the collector would walk the young objects, and now and then all
+    of them: half of the time of building DomainNet's samples. Samples hold only strings and
+    integers, so they can form no cycle for it to find.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _soft_problems(tree: DomainTree) -> list[str]:

@@ -100,8 +100,8 @@ def _list_samples(archive: Path) -> list[Sample]:
     samples = []
     for index, domain in enumerate(OFFICE_HOME_DOMAINS):
         for path, label in office_home_list(domain):
-            key = path.split("/", 1)[1]
-            samples.append(Sample(archive / path, label, index, key))
+            folder, key = path.split("/", 1)
+            samples.append(Sample(str(archive / folder), key, label, index))
     return samples
 
 
