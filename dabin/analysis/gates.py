@@ -1,9 +1,14 @@
-"""Gate values per layer and network stage, as a table and as the paper's Figure 2.
+"""The learned mixtures per layer and network stage: BIN gates (the paper's Figure 2) and Switchable Norm's weights.
 
 Figure 2 of Nam & Kim (2018) shows the distribution of ``ρ`` in the lower, middle and upper
 layers of a ResNet: lower layers send more channels to IN (ρ near 0) than upper ones. For a
 ResNet the levels are the stem and ``layer1`` (lower), ``layer2``-``layer3`` (middle) and
-``layer4`` (upper); for any other network the BIN layers are split in thirds by depth.
+``layer4`` (upper); for any other network the layers are split in thirds by depth.
+
+Domain-specific BIN (``dsbin``) has a second gate per channel, the target's ρ_t
+(:data:`~dabin.nn.domain_stats.TARGET_GATE`): the gate table then has a ``target_gate`` column.
+Switchable Norm (Luo et al., 2019) learns, per layer, the softmaxed weights ``w`` (means) and
+``w'`` (variances) over IN, LN and BN statistics: :func:`switch_table` lists them.
 """
 
 from __future__ import annotations
@@ -20,11 +25,18 @@ from torch import nn
 from dabin.errors import DabinError
 from dabin.io import atomic_open
 from dabin.nn.bin import _BatchInstanceNorm
+from dabin.nn.domain_stats import target_gate
+from dabin.nn.switchable import SWITCH_ORDER, SwitchNorm2d
 
-__all__ = ["GATE_COLUMNS", "LEVELS", "gate_summary", "gate_table", "plot_gate_histogram", "read_gate_csv",
-           "write_gate_csv"]
+__all__ = ["GATE_COLUMNS", "LEVELS", "SWITCH_COLUMNS", "TARGET_GATE_COLUMN", "gate_summary", "gate_table",
+           "plot_gate_histogram", "read_gate_csv", "read_switch_csv", "switch_table", "write_gate_csv",
+           "write_switch_csv"]
 
 GATE_COLUMNS = ("layer", "stage", "level", "depth", "channel", "gate")
+#: The optional column of a domain-specific BIN model's gate table: the target's gate ρ_t.
+TARGET_GATE_COLUMN = "target_gate"
+#: One row per Switchable Norm layer and statistic (``mean``: w, ``var``: w'), a weight per normalizer.
+SWITCH_COLUMNS = ("layer", "stage", "level", "depth", "statistic", *SWITCH_ORDER)
 LEVELS = ("lower", "middle", "upper")
 _RESNET_LEVELS = {"stem": "lower", "layer1": "lower", "layer2": "middle", "layer3": "middle", "layer4": "upper"}
 _STAGE = re.compile(r"(?:^|\.)(layer\d+)(?:\.|$)")
@@ -39,21 +51,50 @@ def gate_table(model: nn.Module) -> list[dict[str, Any]]:
     Returns:
         Rows with :data:`GATE_COLUMNS`: ``layer`` (qualified name), ``stage`` (``stem``,
         ``layer1``..``layer4`` for ResNets, else the name's first part), ``level``
-        (lower/middle/upper), ``depth`` (order of the layer in the network), ``channel``, ``gate``.
+        (lower/middle/upper), ``depth`` (order of the layer in the network), ``channel``, ``gate``;
+        and :data:`TARGET_GATE_COLUMN` for the layers of a domain-specific BIN model.
     """
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _BatchInstanceNorm)]
-    stages = [_stage(name) for name, _ in layers]
-    resnet = any(stage.startswith("layer") for stage in stages)
     rows: list[dict[str, Any]] = []
-    for depth, ((name, layer), stage) in enumerate(zip(layers, stages)):
-        if resnet:
-            level = _RESNET_LEVELS.get(stage, "upper" if stage.startswith("layer") else "lower")
-        else:
-            level = LEVELS[min(2, 3 * depth // max(1, len(layers)))]
+    for depth, ((name, layer), (stage, level)) in enumerate(zip(layers, _levels([name for name, _ in layers]))):
+        target = target_gate(layer)
+        targets = target.detach().float().cpu().tolist() if target is not None else None
         for channel, value in enumerate(layer.gate.detach().float().cpu().tolist()):
-            rows.append({"layer": name, "stage": stage, "level": level, "depth": depth,
-                         "channel": channel, "gate": float(value)})
+            row = {"layer": name, "stage": stage, "level": level, "depth": depth, "channel": channel,
+                   "gate": float(value)}
+            if targets is not None:
+                row[TARGET_GATE_COLUMN] = float(targets[channel])
+            rows.append(row)
     return rows
+
+
+def switch_table(model: nn.Module) -> list[dict[str, Any]]:
+    """Two rows per Switchable Norm layer: the softmaxed weights of its means and of its variances.
+
+    Args:
+        model: Any module holding :class:`~dabin.nn.switchable.SwitchNorm2d` layers.
+
+    Returns:
+        Rows with :data:`SWITCH_COLUMNS`: ``layer``, ``stage``, ``level``, ``depth`` as in
+        :func:`gate_table`, ``statistic`` (``mean``: w, ``var``: w'), and the weight of each of
+        IN, LN, BN (each row sums to 1).
+    """
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SwitchNorm2d)]
+    rows: list[dict[str, Any]] = []
+    for depth, ((name, layer), (stage, level)) in enumerate(zip(layers, _levels([name for name, _ in layers]))):
+        for statistic, weights in zip(("mean", "var"), layer.switch_weights()):
+            rows.append({"layer": name, "stage": stage, "level": level, "depth": depth, "statistic": statistic,
+                         **dict(zip(SWITCH_ORDER, (float(w) for w in weights.detach().cpu().tolist())))})
+    return rows
+
+
+def _levels(names: Sequence[str]) -> list[tuple[str, str]]:
+    """``(stage, level)`` of each layer, in network order (module docstring)."""
+    stages = [_stage(name) for name in names]
+    if any(stage.startswith("layer") for stage in stages):  # a ResNet
+        return [(stage, _RESNET_LEVELS.get(stage, "upper" if stage.startswith("layer") else "lower"))
+                for stage in stages]
+    return [(stage, LEVELS[min(2, 3 * depth // max(1, len(stages)))]) for depth, stage in enumerate(stages)]
 
 
 def _stage(name: str) -> str:
@@ -91,26 +132,61 @@ def gate_summary(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_gate_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> int:
-    """Write the gate table as CSV (atomically); returns the number of rows."""
+    """Write the gate table as CSV (atomically); returns the number of rows.
+
+    The :data:`TARGET_GATE_COLUMN` is written when any row has it (domain-specific BIN).
+    """
     rows = gate_table(model_or_rows) if isinstance(model_or_rows, nn.Module) else list(model_or_rows)
-    with atomic_open(path, newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=GATE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    columns = (*GATE_COLUMNS, TARGET_GATE_COLUMN) if any(TARGET_GATE_COLUMN in r for r in rows) else GATE_COLUMNS
+    _write_csv(rows, columns, path)
     return len(rows)
 
 
 def read_gate_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a gate table written by :func:`write_gate_csv` (numbers parsed)."""
+    """Read a gate table written by :func:`write_gate_csv` (numbers parsed; ``target_gate`` where given)."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not set(GATE_COLUMNS) <= set(reader.fieldnames):
             raise DabinError(f"{path}: not a gate table; expected columns {', '.join(GATE_COLUMNS)}")
         try:
-            return [{**row, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"])}
-                    for row in reader]
+            rows = []
+            for row in reader:
+                parsed = {**row, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"])}
+                if row.get(TARGET_GATE_COLUMN):
+                    parsed[TARGET_GATE_COLUMN] = float(row[TARGET_GATE_COLUMN])
+                else:
+                    parsed.pop(TARGET_GATE_COLUMN, None)
+                rows.append(parsed)
+            return rows
         except ValueError as error:
             raise DabinError(f"{path}: bad number in gate table ({error})") from None
+
+
+def write_switch_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> int:
+    """Write :func:`switch_table` as CSV (atomically); returns the number of rows."""
+    rows = switch_table(model_or_rows) if isinstance(model_or_rows, nn.Module) else list(model_or_rows)
+    _write_csv(rows, SWITCH_COLUMNS, path)
+    return len(rows)
+
+
+def read_switch_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a table written by :func:`write_switch_csv` (numbers parsed)."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not set(SWITCH_COLUMNS) <= set(reader.fieldnames):
+            raise DabinError(f"{path}: not a Switchable Norm weight table; expected columns {', '.join(SWITCH_COLUMNS)}")
+        try:
+            return [{**row, "depth": int(row["depth"]), **{name: float(row[name]) for name in SWITCH_ORDER}}
+                    for row in reader]
+        except ValueError as error:
+            raise DabinError(f"{path}: bad number in Switchable Norm weight table ({error})") from None
+
+
+def _write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike[str]) -> None:
+    with atomic_open(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def plot_gate_histogram(

@@ -1,7 +1,8 @@
-"""The callback that writes a run's record (:class:`dabin.record.RunRecord`) and its BIN gates.
+"""The callback that writes a run's record (:class:`dabin.record.RunRecord`), its BIN gates and Switchable Norm weights.
 
-``metrics.json`` (schema: :mod:`dabin.record`) and ``gates.csv`` (every BIN gate at the end of
-training, :func:`dabin.analysis.write_gate_csv`) are written atomically after testing, so a file
+``metrics.json`` (schema: :mod:`dabin.record`), ``gates.csv`` (every BIN gate at the end of
+training, :func:`dabin.analysis.write_gate_csv`) and ``switch_weights.csv``
+(:func:`dabin.analysis.write_switch_csv`) are written atomically after testing, so a file
 that exists is complete; ``metrics.json`` last, since the sweep reads its presence as "the trainer
 finished".
 """
@@ -15,12 +16,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from dabin.analysis import gate_table, write_gate_csv
+from dabin.analysis import gate_table, switch_table, write_gate_csv, write_switch_csv
 from dabin.nn import gate_parameters
 from dabin.modules.base import DomainModule
 from dabin.modules.generalization import GeneralizationModule
 from dabin.modules.transfer import TransferModule
-from dabin.record import GATES, BatchRecord, GateLrRecord, RunRecord, SourceVal, TestResult
+from dabin.record import GATES, SWITCH_WEIGHTS, BatchRecord, GateLrRecord, RunRecord, SourceVal, TestResult
 from datamodules import DomainDataModule, GeneralizationDataModule, KFoldDataModule, TransferDataModule
 
 __all__ = ["MODEL_SELECTION", "RunSummary", "batch_record", "gate_lr_record"]
@@ -57,7 +58,7 @@ def gate_lr_record(trainer: pl.Trainer, pl_module: pl.LightningModule) -> GateLr
 
 
 class RunSummary(pl.Callback):
-    """Write ``metrics.json`` (and ``gates.csv`` for models with BIN layers) after testing.
+    """Write ``metrics.json`` (and ``gates.csv`` / ``switch_weights.csv`` for models with BIN / Switchable Norm layers) after testing.
 
     Args:
         config: The run's configuration (as the CLI parsed it), stored in ``metrics.json``.
@@ -131,5 +132,7 @@ class RunSummary(pl.Callback):
         )
         if gate_table(pl_module):
             write_gate_csv(pl_module, folder / GATES)
+        if switch_table(pl_module):
+            write_switch_csv(pl_module, folder / SWITCH_WEIGHTS)
         # metrics.json last: the sweep reads its presence as "the trainer finished".
         record.write(folder)

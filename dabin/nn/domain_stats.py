@@ -31,7 +31,7 @@ from torch import nn
 
 from dabin.nn.bin import _BatchInstanceNorm
 
-__all__ = ["TARGET_GATE", "add_domain_stats", "target_gates", "target_stats"]
+__all__ = ["TARGET_GATE", "add_domain_stats", "target_gate", "target_gates", "target_stats"]
 
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
 _PREFIX = "target_"
@@ -64,10 +64,14 @@ def add_domain_stats(model: nn.Module, gates: bool = False) -> int:
     return len(layers)
 
 
+def target_gate(layer: nn.Module) -> torch.Tensor | None:
+    """A BIN layer's target gate ρ_t (domain-specific BIN), else None."""
+    return layer._parameters.get(TARGET_GATE) if isinstance(layer, _BatchInstanceNorm) else None
+
+
 def target_gates(model: nn.Module) -> list[torch.Tensor]:
     """The target gates of a domain-specific BIN model (none without them)."""
-    return [m._parameters[TARGET_GATE] for m in model.modules()
-            if isinstance(m, _BatchInstanceNorm) and m._parameters.get(TARGET_GATE) is not None]
+    return [gate for gate in map(target_gate, model.modules()) if gate is not None]
 
 
 @contextlib.contextmanager

@@ -12,8 +12,8 @@ The trainer and the sweep write these files; ``results.csv`` and the report read
 package and nothing of the sweep.
 """
 
-from dabin.record.files import (DONE, FAILED, GATES, JOB, LOG, MANIFEST, METRICS, REPORT, RESULTS, TIMINGS, RunState,
-                                failure_reason, run_state)
+from dabin.record.files import (DONE, FAILED, GATES, JOB, LOG, MANIFEST, METRICS, REPORT, RESULTS, SWITCH_WEIGHTS,
+                                TIMINGS, RunState, failure_reason, run_state)
 from dabin.record.manifest import Manifest
 from dabin.record.metrics import (LEGACY_MIXVAL, AccuracyPoint, BatchRecord, EvaluationPoint, GateLrRecord,
                                   PerClass, RecordError, RunRecord, SourceVal, TestResult)
@@ -35,6 +35,7 @@ __all__ = [
     "REPORT",
     "PHASES",
     "RESULTS",
+    "SWITCH_WEIGHTS",
     "TIMINGS",
     "AccuracyPoint",
     "BatchRecord",

@@ -6,7 +6,9 @@ A run folder (``--trainer.default_root_dir``; in a sweep, one folder per job)::
                    it (:class:`~dabin.sweep.job.Job`); written by the sweep before the run starts
     log.txt        the trainer's stdout and stderr (sweep runs)
     metrics.json   what the trainer recorded (:class:`~dabin.record.metrics.RunRecord`), written last
-    gates.csv      every BIN gate at the end of training (BIN models)
+    gates.csv      every BIN gate at the end of training (BIN models; dsbin: the target's gate too)
+    switch_weights.csv
+                   every Switchable Norm layer's weights over IN, LN, BN at the end (switchable models)
     done           marker: the sweep checked metrics.json; only this makes a run finished
     failed         marker holding the one-line reason of the last failure
 
@@ -20,13 +22,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DONE", "FAILED", "GATES", "JOB", "LOG", "MANIFEST", "METRICS", "REPORT", "RESULTS", "TIMINGS", "RunState",
+__all__ = ["DONE", "FAILED", "GATES", "JOB", "LOG", "MANIFEST", "METRICS", "REPORT", "RESULTS", "SWITCH_WEIGHTS",
+           "TIMINGS", "RunState",
            "failure_reason", "run_state"]
 
 JOB = "job.json"
 LOG = "log.txt"
 METRICS = "metrics.json"
 GATES = "gates.csv"
+SWITCH_WEIGHTS = "switch_weights.csv"
 DONE = "done"
 FAILED = "failed"
 MANIFEST = "sweep.json"

@@ -25,6 +25,10 @@ TABLE4_COLUMNS = ("task", "source", "target", "method", "norm", "mean", "ci", "n
 TABLE4_BENCHMARK_COLUMNS = ("class_mean", "class_ci", "class_n", "published", "published_class")
 TABLE3_COLUMNS = ("norm", "domain", "mean", "ci", "n", "failed", "incomplete", "missing", "paper")
 GATE_SUMMARY_COLUMNS = ("method", "level", "stage", "runs", "values", "mean", "min", "max", "near_in", "near_bn")
+TARGET_GATE_SUMMARY_COLUMNS = ("method", "level", "stage", "runs", "values", "source_mean", "target_mean",
+                               "mean_abs_difference", "target_near_in", "target_near_bn")
+SWITCH_SUMMARY_COLUMNS = ("method", "level", "stage", "runs", "layers", "mean_in", "mean_ln", "mean_bn", "var_in",
+                          "var_ln", "var_bn")
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
@@ -104,3 +108,13 @@ def table3_csv(table: MixedTable) -> str:
 def gate_summary_csv(rows: Iterable[dict[str, Any]]) -> str:
     """The per-stage gate summary (see :func:`dabin.report.gates.stage_summary`) as CSV."""
     return csv_text(GATE_SUMMARY_COLUMNS, rows)
+
+
+def target_gate_summary_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """Domain-specific BIN's per-stage gates (see :func:`dabin.report.gates.target_gate_summary`) as CSV."""
+    return csv_text(TARGET_GATE_SUMMARY_COLUMNS, rows)
+
+
+def switch_summary_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """Switchable Norm's per-stage weights (see :func:`dabin.report.gates.switch_summary`) as CSV."""
+    return csv_text(SWITCH_SUMMARY_COLUMNS, rows)

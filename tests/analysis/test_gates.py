@@ -42,3 +42,56 @@ def test_errors(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(DabinError, match="not a gate table"):
         read_gate_csv(bad)
+
+
+def test_domain_specific_bin_tables_carry_the_target_gate(tmp_path):
+    from dabin.analysis import TARGET_GATE_COLUMN
+    from dabin.nn.domain_stats import TARGET_GATE, add_domain_stats
+
+    model = resnet18(norm="bin", width=4)
+    add_domain_stats(model, gates=True)
+    with torch.no_grad():
+        model.layer1[0].bn1._parameters[TARGET_GATE].fill_(0.25)  # the target's gate moved, the source's not
+    rows = gate_table(model)
+    assert all(TARGET_GATE_COLUMN in r for r in rows)
+    moved = [r for r in rows if r["layer"] == "layer1.0.bn1"]
+    assert {r[TARGET_GATE_COLUMN] for r in moved} == {0.25} and {r["gate"] for r in moved} == {1.0}
+    path = tmp_path / "gates.csv"
+    write_gate_csv(model, path)
+    assert path.read_text().splitlines()[0] == "layer,stage,level,depth,channel,gate,target_gate"
+    assert [r[TARGET_GATE_COLUMN] for r in read_gate_csv(path)] == [r[TARGET_GATE_COLUMN] for r in rows]
+    plain = tmp_path / "plain.csv"
+    write_gate_csv(resnet18(norm="bin", width=4), plain)  # BIN alone: the columns as before
+    assert plain.read_text().splitlines()[0] == "layer,stage,level,depth,channel,gate"
+    assert all(TARGET_GATE_COLUMN not in r for r in read_gate_csv(plain))
+
+
+def test_switch_table_is_the_softmax_of_each_layers_weights(tmp_path):
+    import math
+
+    from dabin.analysis import read_switch_csv, switch_table, write_switch_csv
+
+    model = resnet18(norm="switchable", width=4)
+    raw = {"layer2.0.bn1": ([0.5, -1.0, 2.0], [0.0, 0.0, 3.0])}
+    with torch.no_grad():
+        layer = model.layer2[0].bn1
+        layer.mean_weight.copy_(torch.tensor(raw["layer2.0.bn1"][0]))
+        layer.var_weight.copy_(torch.tensor(raw["layer2.0.bn1"][1]))
+    rows = switch_table(model)
+    assert len(rows) == 2 * sum(1 for m in model.modules() if type(m).__name__ == "SwitchNorm2d")
+    for statistic, logits in zip(("mean", "var"), raw["layer2.0.bn1"]):
+        (row,) = [r for r in rows if r["layer"] == "layer2.0.bn1" and r["statistic"] == statistic]
+        total = sum(math.exp(v) for v in logits)  # float64 softmax, order IN, LN, BN (the official code's)
+        assert [row["in"], row["ln"], row["bn"]] == pytest.approx([math.exp(v) / total for v in logits], rel=1e-6)
+        assert (row["stage"], row["level"]) == ("layer2", "middle")
+    untouched = [r for r in rows if r["layer"] == "bn1"]
+    assert all(r["in"] == r["ln"] == r["bn"] == pytest.approx(1 / 3) for r in untouched)  # equal weights at the start
+    path = tmp_path / "switch_weights.csv"
+    assert write_switch_csv(model, path) == len(rows)
+    again = read_switch_csv(path)
+    assert [(r["layer"], r["statistic"], r["bn"]) for r in again] == [(r["layer"], r["statistic"], r["bn"]) for r in rows]
+    assert switch_table(resnet18(norm="bin", width=4)) == []
+    bad = tmp_path / "bad.csv"
+    bad.write_text("layer,gate\nx,1\n")
+    with pytest.raises(DabinError, match="not a Switchable Norm weight table"):
+        read_switch_csv(bad)

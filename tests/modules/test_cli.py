@@ -90,6 +90,22 @@ def test_source_only_is_recorded_as_such(tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / "gates.csv").exists()  # a BN model has no gates
 
 
+@pytest.mark.parametrize("norm", ["dsbin", "switchable"])
+def test_learned_mixtures_are_written_beside_the_record(norm: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--model.norm", norm, "--trainer.fast_dev_run", "1",
+                       "--trainer.default_root_dir", str(tmp_path)], capsys)
+    assert status == 0, err
+    if norm == "dsbin":
+        lines = (tmp_path / "gates.csv").read_text().splitlines()
+        assert lines[0] == "layer,stage,level,depth,channel,gate,target_gate" and len(lines) > 100
+        assert not (tmp_path / "switch_weights.csv").exists()
+    else:
+        lines = (tmp_path / "switch_weights.csv").read_text().splitlines()
+        assert lines[0] == "layer,stage,level,depth,statistic,in,ln,bn" and len(lines) > 20
+        assert not (tmp_path / "gates.csv").exists()
+
+
 def test_source_validation_accuracy_is_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, err = run(["fit", "-c", str(DEMO / "dann.yaml"), "--trainer.max_steps", "3", "--trainer.val_check_interval",
                        "3", "--trainer.check_val_every_n_epoch", "null", "--data.task", "Ph->Sk",

@@ -170,6 +170,45 @@ def test_gates_pooled_per_method(tmp_path):
     assert "1 finished BIN run(s) of DANN have no gates.csv" in text
 
 
+def test_dsbin_gates_and_switchable_weights_pooled_per_stage(tmp_path):
+    rows = [transfer("dann", "dsbin", "Aa", "Bb", s, 50 + s) for s in range(2)]
+    rows += [transfer("dann", "switchable", "Aa", "Bb", s, 50 + s) for s in range(3)]
+    folder = write_sweep(tmp_path / "s", rows)
+    for seed, (source, target) in enumerate(((0.9, 0.5), (1.0, 0.7))):
+        lines = ["layer,stage,level,depth,channel,gate,target_gate"]
+        lines += [f"bn1,stem,lower,0,{c},{source},{target}" for c in range(4)]
+        lines += [f"layer4.0.bn1,layer4,upper,1,{c},1.0,0.95" for c in range(2)]
+        (folder / f"dann_dsbin_Aa-Bb_s{seed}").mkdir()
+        (folder / f"dann_dsbin_Aa-Bb_s{seed}" / "gates.csv").write_text("\n".join(lines) + "\n")
+    for seed, bn in enumerate((0.5, 0.7)):  # seed 2 has no table
+        lines = ["layer,stage,level,depth,statistic,in,ln,bn"]
+        for depth, layer in enumerate(("bn1", "layer1.0.bn1")):
+            lines.append(f"{layer},{'stem' if depth == 0 else 'layer1'},lower,{depth},mean,{(1 - bn) / 2},{(1 - bn) / 2},{bn}")
+            lines.append(f"{layer},{'stem' if depth == 0 else 'layer1'},lower,{depth},var,0.2,0.3,0.5")
+        (folder / f"dann_switchable_Aa-Bb_s{seed}").mkdir()
+        (folder / f"dann_switchable_Aa-Bb_s{seed}" / "switch_weights.csv").write_text("\n".join(lines) + "\n")
+    assert report(str(folder)) == 0
+    text = (folder / "report.md").read_text()
+    # stem: ρ_s (0.9, 1.0) x 4 channels -> 0.95, ρ_t (0.5, 0.7) -> 0.6, |ρ_s - ρ_t| (0.4, 0.3) -> 0.35
+    assert "| DANN | lower | stem | 2 | 8 | 0.950 | 0.600 | 0.350 | 0% | 0% |" in text
+    assert "| DANN | upper | layer4 | 2 | 4 | 1.000 | 0.950 | 0.050 | 0% | 100% |" in text
+    dsbin = {r["stage"]: r for r in _csv(folder / "dsbin_gate_summary.csv")}
+    assert float(dsbin["stem"]["target_mean"]) == pytest.approx(0.6)
+    # w_BN of the means: (0.5 + 0.7) / 2 = 0.6, IN and LN 0.2 each; w' the same in both runs
+    assert "| DANN | lower | stem | 2 | 2 | 0.200 | 0.200 | 0.600 | 0.200 | 0.300 | 0.500 |" in text
+    assert "1 finished run(s) of DANN have no switch_weights.csv (not pooled)." in text
+    switch = {r["stage"]: r for r in _csv(folder / "switch_summary.csv")}
+    assert set(switch) == {"stem", "layer1"} and float(switch["layer1"]["mean_bn"]) == pytest.approx(0.6)
+    assert "## BIN gates" not in text  # no plain BIN runs: Figure 2's section stays out
+
+
+def test_no_mixture_sections_without_dsbin_or_switchable_runs(tmp_path):
+    folder = write_sweep(tmp_path / "s", _basic_rows())
+    assert report(str(folder)) == 0
+    text = (folder / "report.md").read_text()
+    assert "Domain-specific BIN" not in text and "Switchable Norm" not in text
+
+
 def test_out_file_elsewhere(tmp_path):
     folder = write_sweep(tmp_path / "s", [transfer("dann", "bn", "Aa", "Bb", 0, 50)])
     out = tmp_path / "docs" / "demo.md"
