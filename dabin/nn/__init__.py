@@ -13,6 +13,7 @@ from dabin.nn.functional import batch_instance_norm
 from dabin.nn.gates import GATE_LR_BASES, GateClamp, GateLrBase, bin_param_groups, clamp_gates_, gate_parameters
 from dabin.nn.grl import GradientReversal, gradient_reversal
 from dabin.nn.recalibrate import NORM_STATS_ESTIMATES, NormStatsEstimate, recalibrate_norm_stats
+from dabin.nn.group import GroupSynced, group_moments
 from dabin.nn.sync import SyncBatchInstanceNorm, SyncNorm, convert_sync_norm, revert_sync_norm
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "BatchInstanceNorm2d",
     "BatchInstanceNorm3d",
     "GateClamp",
+    "GroupSynced",
     "GradientReversal",
     "NormName",
     "NormStatsEstimate",
@@ -53,6 +55,7 @@ __all__ = [
     "convert_sync_norm",
     "gate_parameters",
     "gradient_reversal",
+    "group_moments",
     "norm_layer",
     "recalibrate_norm_stats",
     "revert_sync_norm",

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from dabin.errors import DabinError
 from dabin.nn.functional import batch_instance_norm
+from dabin.nn.group import GroupSynced
 
 __all__ = ["IBN", "official_ibn_state_dict"]
 
@@ -36,7 +37,7 @@ _IN_WEIGHT = "IN.weight"
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-class IBN(nn.BatchNorm2d):
+class IBN(nn.BatchNorm2d, GroupSynced):
     """IBN-a's Instance-Batch Normalization over ``(N, C, H, W)``: IN on the first channels, BN on the rest.
 
     With ``half = int(num_features * ratio)``:
@@ -150,18 +151,21 @@ class IBN(nn.BatchNorm2d):
         running_mean = self.running_mean if keep_running else None
         running_var = self.running_var if keep_running else None
         half, channels = self.half, self.num_features
+        # Synchronized (dabin.nn.convert_sync_norm, in a distributed run): the BN channels' batch
+        # statistics over every process's batch, through BIN's synchronized kernel.
+        group = self.batch_group() if use_batch_stats else None
         # ratio 0 and 1 are BatchNorm and InstanceNorm themselves: their own kernels, bit for bit.
-        if half == 0:
+        if half == 0 and group is None:
             return F.batch_norm(input, running_mean, running_var, self.weight, self.bias, use_batch_stats,
                                 momentum, self.eps)
         if half == channels:
             return F.instance_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        if input.shape[2] * input.shape[3] == 1:
+        if half and input.shape[2] * input.shape[3] == 1:
             raise ValueError(f"Expected more than 1 spatial element when training, got input size {input.size()}")
         gate = _gate(channels, half, _stats_dtype(self.weight, input), input.device)
         if running_mean is None or running_var is None:
             return batch_instance_norm(input, None, None, self.weight, self.bias, gate, use_batch_stats,
-                                       momentum, self.eps)
+                                       momentum, self.eps, process_group=group)
         # The IN channels' running statistics are never read nor updated: BIN is handed copies
         # whose IN part is BatchNorm's initial (0, 1) and only its BN part is written back, so
         # whatever those entries hold (a loaded checkpoint's, even inf or NaN) cannot leak in
@@ -169,7 +173,7 @@ class IBN(nn.BatchNorm2d):
         mean_arg = torch.cat([running_mean.new_zeros(half), running_mean[half:]])
         var_arg = torch.cat([running_var.new_ones(half), running_var[half:]])
         out = batch_instance_norm(input, mean_arg, var_arg, self.weight, self.bias, gate, use_batch_stats,
-                                  momentum, self.eps)
+                                  momentum, self.eps, process_group=group)
         if use_batch_stats:
             running_mean[half:].copy_(mean_arg[half:])
             running_var[half:].copy_(var_arg[half:])

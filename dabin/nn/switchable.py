@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from dabin.nn.functional import _affine, _sum_of_products, _zeros_ones
+from dabin.nn.group import GroupSynced, group_moments
 
 __all__ = ["SWITCH_ORDER", "SwitchNorm2d"]
 
@@ -50,7 +51,7 @@ _SMALL_MAP = 256
 _OFFICIAL_SHAPED = ("weight", "bias", "running_mean", "running_var")
 
 
-class SwitchNorm2d(nn.BatchNorm2d):
+class SwitchNorm2d(nn.BatchNorm2d, GroupSynced):
     """Switchable Normalization over ``(N, C, H, W)`` input, as the authors' ``SwitchNorm2d``.
 
     .. math::
@@ -87,8 +88,8 @@ class SwitchNorm2d(nn.BatchNorm2d):
 
     * ``using_moving_average=True`` (the official default, and what every official config at commit
       5472286 trains with, though the paper's inference uses the batch average below): an
-      exponential average. ``momentum`` has
-      PyTorch's meaning, the weight of the *new* value (``None``: cumulative average, as
+      exponential average. ``momentum`` has PyTorch's meaning, the weight of the *new* value
+      (``None``: cumulative average, as
       BatchNorm): ``running = (1 − momentum)·running + momentum·batch``. The official
       ``momentum`` is the weight of the *old* value, ``official = 1 − momentum``. The default 0.1
       equals the official ``SwitchNorm2d`` default 0.9 at commit 5472286 (and PyTorch's, so
@@ -108,10 +109,11 @@ class SwitchNorm2d(nn.BatchNorm2d):
 
     Other official differences: the official buffers start at ``running_var = 0``, here at 1
     (BatchNorm's init: the BN branch of a layer never trained contributes variance 1 in eval
-    mode, not 0); its options
-    ``using_bn=False`` (a 2-way IN/LN switch) and ``last_gamma`` (``γ = 0`` init in the last norm of
-    a residual block, a model-construction choice) are not offered. Official checkpoints (``(1, C,
-    1, 1)`` parameters, ``(1, C, 1)`` buffers, no ``num_batches_tracked``) load as they are.
+    mode, not 0); its options ``using_bn=False`` (a 2-way IN/LN switch) and ``last_gamma``
+    (``γ = 0`` init in the last norm of a residual block) are not offered. Official checkpoints
+    (``(1, C, 1, 1)`` parameters, ``(1, C, 1)`` buffers, no ``num_batches_tracked``) load as they
+    are. Under :func:`~dabin.nn.convert_sync_norm` (DDP) the BN statistics pool every process's
+    batch (:mod:`dabin.nn.group`; the plain-ops path); IN and LN are per sample.
 
     Computation: the IN mean and the sum of squares of ``x − μ_in`` per map (two passes, no
     ``E[x²] − E[x]²`` cancellation), the switch on ``(N, C)`` tensors, and the output as one
@@ -121,10 +123,9 @@ class SwitchNorm2d(nn.BatchNorm2d):
     moments from ``torch.var_mean``), which autograd, Inductor and the transforms handle.
 
     Any floating dtype: half and bfloat16 input are normalized with float32 statistics and
-    arithmetic, the output cast back to the input's dtype; autocast is switched off inside, so
-    its casts cannot touch the statistics. Any memory format: channels-last input gives
-    channels-last output. ``forward`` has no data-dependent Python control flow (the cumulative
-    factor ``1/num_batches_tracked`` stays a tensor), so ``torch.compile(fullgraph=True)`` traces it.
+    arithmetic, the output cast back to the input's dtype (autocast is off inside). Any memory
+    format: channels-last input gives channels-last output. ``forward`` has no data-dependent
+    Python control flow, so ``torch.compile(fullgraph=True)`` traces it.
 
     Args:
         num_features: ``C``.
@@ -173,16 +174,9 @@ class SwitchNorm2d(nn.BatchNorm2d):
         with torch.no_grad():
             return self.mean_weight.float().softmax(0), self.var_weight.float().softmax(0)
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
         patched: dict[str, Tensor] = {}
         # A BatchNorm state dict has no switch: keep the current one rather than report it missing.
         for name in ("mean_weight", "var_weight"):
@@ -233,10 +227,13 @@ class SwitchNorm2d(nn.BatchNorm2d):
             assert self.running_mean is not None and self.running_var is not None
             running = torch.stack([self.running_mean, self.running_var]).to(compute)[:, None]  # (2, 1, C)
         # Eagerly, the fused passes and closed-form backward; traced by torch.compile (Inductor fuses
-        # plain ops, a custom Function breaks the graph) or under torch.func (vmap, grad), the ops.
-        plain = torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-        normalize = _composite if plain else _fused
-        y, bn = normalize(x, weight, bias, mean_w, var_w, running, self.eps)
+        # plain ops, a custom Function breaks the graph), under torch.func (vmap, grad) or pooling BN's
+        # statistics over processes (convert_sync_norm; the all-reduces differentiate), the ops.
+        group = self.batch_group() if use_batch_stats else None
+        if group is not None or torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+            y, bn = _composite(x, weight, bias, mean_w, var_w, running, self.eps, group)
+        else:
+            y, bn = _fused(x, weight, bias, mean_w, var_w, running, self.eps)
         if self.training and self.track_running_stats:
             self._update_running_stats(bn[0].detach().reshape(-1), bn[1].detach().reshape(-1))
         return y.to(input.dtype)
@@ -382,17 +379,20 @@ def _mix(stats: Tensor, ln: Tensor, bn: Tensor, weight: Tensor | None, bias: Ten
 
 
 def _composite(x: Tensor, weight: Tensor | None, bias: Tensor | None, mean_w: Tensor, var_w: Tensor,
-               running: Tensor | None, eps: float) -> tuple[Tensor, Tensor]:
-    """The layer in differentiable tensor ops, for ``torch.compile`` and for double backward.
+               running: Tensor | None, eps: float, group: torch.distributed.ProcessGroup | None = None
+               ) -> tuple[Tensor, Tensor]:
+    """The layer in differentiable tensor ops, for ``torch.compile``, double backward and ``group``.
 
     Returns:
-        The output and BN's mean and variance ``(2, 1, C)`` (``running`` if given, else the batch's).
+        The output and BN's mean and variance ``(2, 1, C)`` (``running`` if given, else the batch's:
+        over every process of ``group`` if given, :func:`dabin.nn.group.group_moments`).
     """
     spatial = x.shape[2] * x.shape[3]
     # Official: x.var(-1), the unbiased variance. One value has none (0/0); 0 keeps it finite.
     var_in, mean_in = torch.var_mean(x, dim=(2, 3), correction=1 if spatial > 1 else 0)  # (N, C)
     stats = torch.stack([mean_in, var_in])
-    bn = _pooled(stats, 0)[0] if running is None else running
+    bn = running if running is not None else _pooled(stats, 0)[0] if group is None else \
+        torch.stack(group_moments(mean_in, var_in, group)[:2])[:, None]
     _, scale, _, shift = _mix(stats, _pooled(stats, 1)[0], bn, weight, bias, mean_w, var_w, eps)
     y = torch.addcmul(shift[:, :, None, None], x - mean_in[:, :, None, None], scale[:, :, None, None])
     return y, bn

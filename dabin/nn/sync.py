@@ -31,6 +31,7 @@ from pytorch_lightning.plugins.layer_sync import TorchSyncBatchNorm
 from torch import Tensor, nn
 
 from dabin.nn.bin import BatchInstanceNorm1d, BatchInstanceNorm2d, BatchInstanceNorm3d, _BatchInstanceNorm
+from dabin.nn.group import GroupSynced
 
 if TYPE_CHECKING or dist.is_available():  # at run time too, for tools that read the hints
     from torch.distributed import ProcessGroup
@@ -117,7 +118,9 @@ def convert_sync_norm(module: nn.Module, process_group: ProcessGroup | None = No
     references kept elsewhere stay valid and the output is unchanged outside a distributed run.
     A BIN layer keeps its gate (learned or fixed); a BatchNorm layer gets a fixed gate ``ρ = 1``
     (BatchNorm exactly) as a non-persistent buffer, so its state dict keeps BatchNorm's keys.
-    Train/eval mode is kept. Layers already synchronized, :class:`torch.nn.SyncBatchNorm` and
+    Train/eval mode is kept. The lab's layers that pool their own statistics
+    (:class:`~dabin.nn.group.GroupSynced`: IBN, Switchable Norm) keep their class and have their
+    synchronization switched on. Layers already synchronized, :class:`torch.nn.SyncBatchNorm` and
     other BatchNorm subclasses are left as they are.
 
     Args:
@@ -129,6 +132,8 @@ def convert_sync_norm(module: nn.Module, process_group: ProcessGroup | None = No
     """
     if _convertible(module):
         return _to_sync(module, process_group)  # type: ignore[arg-type]
+    if isinstance(module, GroupSynced):
+        module.synchronized, module.sync_group = True, process_group
     for name, child in module.named_children():
         module.add_module(name, convert_sync_norm(child, process_group))
     return module
@@ -148,6 +153,8 @@ def revert_sync_norm(module: nn.Module) -> nn.Module:
     """
     if isinstance(module, SyncBatchInstanceNorm) and module.replaced_class is not None:
         return _from_sync(module)
+    if isinstance(module, GroupSynced):
+        module.synchronized, module.sync_group = False, None
     for name, child in module.named_children():
         module.add_module(name, revert_sync_norm(child))
     return module
@@ -174,7 +181,8 @@ class SyncNorm(TorchSyncBatchNorm):
     def apply(self, model: nn.Module) -> nn.Module:
         """Synchronize every BIN and BatchNorm layer of ``model`` (see :func:`convert_sync_norm`).
 
-        Other BatchNorm subclasses (the lab's Switchable Norm, TransNorm, IBN) are not synchronized:
+        The lab's IBN and Switchable Norm pool their batch statistics themselves
+        (:class:`~dabin.nn.group.GroupSynced`). Other BatchNorm subclasses are not synchronized:
         one warning names them, since their batch statistics stay each process's own.
 
         Warns:
@@ -183,7 +191,7 @@ class SyncNorm(TorchSyncBatchNorm):
         model = convert_sync_norm(model, self.process_group)
         left = sorted({type(m).__name__ for m in model.modules()
                        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                       and not isinstance(m, (nn.SyncBatchNorm, SyncBatchInstanceNorm))})
+                       and not isinstance(m, (nn.SyncBatchNorm, SyncBatchInstanceNorm, GroupSynced))})
         if left:
             warnings.warn(f"sync_batchnorm: {', '.join(left)} layers are not synchronized; each process "
                           "normalizes them with its own batch's statistics", UserWarning, stacklevel=2)

@@ -48,7 +48,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dabin.nn.switchable import _centered_moments, _grad_sums, _graph_grads, _scale_shift, _scale_shift_
+from dabin.nn.group import GroupSynced
+from dabin.nn.switchable import _centered_moments, _scale_shift_
+from dabin.nn.transnorm_functional import (_alpha, _coefficients, _composite, _domain_stats, _TransNormFunction,
+                                           group_domain_stats)
 
 __all__ = ["Domain", "TransNorm2d", "domain_split", "eval_statistics"]
 
@@ -60,116 +63,7 @@ _STATS = ("running_mean", "running_var", "num_batches_tracked")
 _PREFIX = "target_"
 
 
-def _alpha(mean_s: Tensor, var_s: Tensor, mean_t: Tensor, var_t: Tensor, eps: float) -> Tensor:
-    """``α_c = C (1 + d_c)^{-1} / Σ_k (1 + d_k)^{-1}`` from both domains' means and variances."""
-    distance = (mean_s * torch.rsqrt(var_s + eps) - mean_t * torch.rsqrt(var_t + eps)).abs()
-    prob = (1.0 + distance).reciprocal()
-    return prob * (prob.numel() / prob.sum())
-
-
-def _domain_stats(moments: Tensor, n_source: int, per_row: int) -> tuple[Tensor, Tensor]:
-    """Each domain's ``(2, C)`` mean and biased variance from the per-``(n, c)`` moments
-    ``(μ, Σ(x − μ)², Σ(x − μ))`` (law of total variance, exact: no ``E[x²] − E[x]²``)."""
-    means, variances = [], []
-    for rows in (moments[:, :n_source], moments[:, n_source:]):
-        mean = rows[0].mean(0)
-        deviation = rows[0] - mean
-        # Σ_D (x − μ_D)² = Σ_n [Σ(x − μ)² + 2(μ − μ_D)·Σ(x − μ) + HW·(μ − μ_D)²] over the domain's rows.
-        within = torch.addcmul(rows[1], deviation, rows[2], value=2.0).sum(0).div_(rows.shape[1] * per_row)
-        means.append(mean)
-        variances.append(within + deviation.square().mean(0))
-    return torch.stack(means), torch.stack(variances)
-
-
-def _per_row(values: Tensor, n_source: int, batch: int) -> Tensor:
-    """``(2, C)`` per-domain values as ``(N, C)``: row ``i`` gets the source's if ``i < n_source``."""
-    return torch.cat([values[:1].expand(n_source, -1), values[1:].expand(batch - n_source, -1)])
-
-
-def _domain_sums(rows: Tensor, n_source: int, divisors: tuple[int, int] = (1, 1)) -> Tensor:
-    """``(N, C)`` per-row values summed over each domain's rows and divided by ``divisors``: ``(2, C)``."""
-    return torch.stack([rows[:n_source].sum(0).div_(divisors[0]), rows[n_source:].sum(0).div_(divisors[1])])
-
-
-def _coefficients(mean_in: Tensor, mean_d: Tensor, var_d: Tensor, weight: Tensor | None, bias: Tensor | None,
-                  gain: Tensor, n_source: int, eps: float) -> tuple[Tensor, ...]:
-    """``1/√(σ²_D + ε)``, ``a_D = (1 + α)γ/√(σ²_D + ε)`` ``(2, C)``; per row ``a``, ``μ_D`` and the shift.
-
-    ``y = a·(x − μ_in) + shift`` with ``shift = a·(μ_in − μ_D) + (1 + α)β``: centred per row, so
-    no cancellation when ``|μ| ≫ σ`` in float32.
-    """
-    batch = mean_in.shape[0]
-    rstd = torch.rsqrt(var_d + eps)
-    scale_d = rstd * gain if weight is None else rstd * (gain * weight)
-    scale, centre = _per_row(scale_d, n_source, batch), _per_row(mean_d, n_source, batch)
-    offset = mean_in - centre
-    shift = offset * scale if bias is None else torch.addcmul(gain * bias, offset, scale)
-    return rstd, scale_d, scale, centre, shift
-
-
-def _composite(x: Tensor, weight: Tensor | None, bias: Tensor | None, gain: Tensor, n_source: int,
-               eps: float) -> Tensor:
-    """The training output in differentiable tensor ops, for ``torch.compile`` and double backward."""
-    var_s, mean_s = torch.var_mean(x[:n_source], dim=(0, 2, 3), correction=0)
-    var_t, mean_t = torch.var_mean(x[n_source:], dim=(0, 2, 3), correction=0)
-    scale_d = torch.rsqrt(torch.stack([var_s, var_t]) + eps) * (gain if weight is None else gain * weight)
-    means = torch.stack([mean_s, mean_t])
-    shift_d = -means * scale_d if bias is None else torch.addcmul(gain * bias, -means, scale_d)
-    scale, shift = (_per_row(t, n_source, x.shape[0])[:, :, None, None] for t in (scale_d, shift_d))
-    return torch.addcmul(shift, x, scale)
-
-
-class _TransNormFunction(torch.autograd.Function):
-    r"""Training TransNorm as ``a·(x − μ_in) + shift`` with BatchNorm's backward per domain, in closed form.
-
-    For a domain ``D`` of ``M`` values per channel, ``a_D = (1 + α)γ/σ_D`` and ``x̂ = (x − μ_D)/σ_D``:
-
-    .. math::
-
-        \frac{\partial L}{\partial x} = a_D\Big(g - \frac{1}{M}\sum_D g
-            - \hat x\,\frac{1}{M}\sum_D g\,\hat x\Big),
-
-    an affine map of ``g`` and ``x`` per ``(n, c)`` from the sums ``Σ_s g``, ``Σ_s g·(x − μ_in)``; ``α``
-    is a constant (detached). Under ``create_graph`` it differentiates :func:`_composite` instead.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, x: Tensor, centered: Tensor, mean_in: Tensor, mean_d: Tensor, var_d: Tensor,
-        weight: Tensor | None, bias: Tensor | None, gain: Tensor, n_source: int, eps: float,
-    ) -> Tensor:
-        rstd, scale_d, scale, centre, shift = _coefficients(mean_in, mean_d, var_d, weight, bias, gain, n_source, eps)
-        # The backward reads x (held anyway) rather than x − μ_in, so the output can overwrite it.
-        ctx.save_for_backward(x, centre, weight, bias, gain, rstd, scale_d, scale)
-        ctx.n_source, ctx.eps = n_source, eps
-        ctx.mark_dirty(centered)
-        return _scale_shift_(centered, scale, shift)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, centre, weight, bias, gain, rstd, scale_d, scale = ctx.saved_tensors
-        needs, n_source = ctx.needs_input_grad, ctx.n_source
-        if torch.is_grad_enabled():  # create_graph: a differentiable gradient
-            return _graph_grads(needs, {0: x, 5: weight, 6: bias}, grad_out,
-                                lambda: _composite(x, weight, bias, gain, n_source, ctx.eps))
-        grads: list[Tensor | None] = [None] * len(needs)
-        batch, per_row = x.shape[0], x.shape[2] * x.shape[3]
-        sum_g, sum_gx = _grad_sums(grad_out, x, centre)  # Σ_s g, Σ_s g·(x − μ_D)
-        if needs[0]:
-            counts = (n_source * per_row, (batch - n_source) * per_row)
-            mean_g, mean_gx = _domain_sums(sum_g, n_source, counts), _domain_sums(sum_gx, n_source, counts)
-            coef_x = _per_row(-scale_d * rstd.square() * mean_gx, n_source, batch)  # of x − μ_D
-            coef_1 = _per_row(-scale_d * mean_g, n_source, batch)
-            grad_x = _scale_shift(x, coef_x, torch.addcmul(coef_1, coef_x, centre, value=-1.0))  # as SwitchNorm2d's
-            grads[0] = grad_x.addcmul_(grad_out, scale[:, :, None, None])
-        if weight is not None and needs[5]:
-            grads[5] = gain * (rstd * _domain_sums(sum_gx, n_source)).sum(0)
-        if bias is not None and needs[6]:
-            grads[6] = gain * sum_g.sum(0)
-        return tuple(grads)
-
-
-class TransNorm2d(nn.BatchNorm2d):
+class TransNorm2d(nn.BatchNorm2d, GroupSynced):
     r"""Transferable Normalization over ``(N, C, H, W)`` input (Wang et al., NeurIPS 2019, Sec. 3).
 
     Training (or any mode with ``track_running_stats=False``): rows ``[:n_s]`` are source, rows
@@ -347,6 +241,11 @@ class TransNorm2d(nn.BatchNorm2d):
         if min(counts) < 2:
             raise ValueError(f"TransNorm2d needs more than one value per channel in each domain when training, "
                              f"got {counts[0]} (source) and {counts[1]} (target)")
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        group = self.batch_group()
+        if group is not None:  # convert_sync_norm under DDP: each domain's rows of every process
+            return self._synced_norm(x, weight, bias, n_source, group)
         with torch.no_grad():
             moments, centered = _centered_moments(x, residual=True)
             mean_in, (mean_d, var_d) = moments[0], _domain_stats(moments, n_source, per_row)
@@ -358,14 +257,24 @@ class TransNorm2d(nn.BatchNorm2d):
                 self._update("", mean_d[0], unbiased_s)
                 self._update(_PREFIX, mean_d[1], unbiased_t)
         gain = 1.0 + alpha  # detached: no gradient through α, as in the official code
-        weight = None if self.weight is None else self.weight.to(x.dtype)
-        bias = None if self.bias is None else self.bias.to(x.dtype)
         if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():  # as SwitchNorm2d
             return _composite(x, weight, bias, gain, n_source, self.eps)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
             return _TransNormFunction.apply(x, centered, mean_in, mean_d, var_d, weight, bias, gain, n_source, self.eps)
         *_, scale, _, shift = _coefficients(mean_in, mean_d, var_d, weight, bias, gain, n_source, self.eps)
         return _scale_shift_(centered, scale, shift)
+
+    def _synced_norm(self, x: Tensor, weight: Tensor | None, bias: Tensor | None, n_source: int,
+                     group: torch.distributed.ProcessGroup) -> Tensor:
+        """:meth:`_batch_norm` with each domain's statistics over every process's rows (plain ops)."""
+        mean_d, var_d, counts = group_domain_stats(x, n_source, group)
+        with torch.no_grad():
+            unbiased = var_d * (counts / (counts - 1))[:, None]  # α and the running variances, as above
+            alpha = _alpha(mean_d[0], unbiased[0], mean_d[1], unbiased[1], self.eps)
+            if self.track_running_stats:
+                self._update("", mean_d[0], unbiased[0])
+                self._update(_PREFIX, mean_d[1], unbiased[1])
+        return _composite(x, weight, bias, 1.0 + alpha, n_source, self.eps, (mean_d, var_d))
 
     def _running_norm(self, x: Tensor) -> Tensor:
         """Eval: :attr:`eval_domain`'s running statistics, ``α`` from both domains' (class docstring)."""

@@ -38,6 +38,10 @@ from dabin.nn import (
     revert_sync_norm,
 )
 from dabin.nn.bin import _BatchInstanceNorm
+from dabin.nn.group import GroupSynced
+from dabin.nn.ibn import IBN
+from dabin.nn.switchable import SwitchNorm2d
+from dabin.nn.transnorm import TransNorm2d, domain_split
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "experiments" / "demo"
@@ -61,6 +65,9 @@ def _randomize(module: nn.Module, seed: int) -> nn.Module:
                 m.bias.copy_(torch.randn(c, generator=g, dtype=torch.float64))
             if isinstance(m, _BatchInstanceNorm) and m.learn_gate:
                 m.gate.copy_(torch.rand(c, generator=g, dtype=torch.float64))
+            if isinstance(m, SwitchNorm2d):  # a switch away from 1/3 each, so BN's share matters
+                m.mean_weight.copy_(torch.randn(3, generator=g, dtype=torch.float64))
+                m.var_weight.copy_(torch.randn(3, generator=g, dtype=torch.float64))
             if m.track_running_stats:
                 m.running_mean.copy_(0.1 * torch.randn(c, generator=g, dtype=torch.float64))
                 m.running_var.copy_(torch.rand(c, generator=g, dtype=torch.float64) + 0.5)
@@ -90,7 +97,54 @@ def _cases() -> dict[str, tuple[nn.Module, Tensor, Tensor]]:
                          *_batch((8, 2, 2, 3, 2), 3)),
         "bn2d": (_randomize(nn.BatchNorm2d(4, **f64), 4), *_batch((8, 4, 4, 3), 4)),
         "resnet18": (model, x_model, w_model),
+        # The lab's layers that pool their own statistics (dabin.nn.group): IBN-a's BN channels
+        # (odd C: 2 IN, 3 BN; ratio 0: all BN) and Switchable Norm's BN statistics.
+        "ibn": (_randomize(IBN(5, **f64), 8), *_batch((8, 5, 3, 4), 8)),
+        "ibn_ratio0": (_randomize(IBN(3, ratio=0.0, **f64), 9), *_batch((8, 3, 2, 3), 9)),
+        "switchable": (_randomize(SwitchNorm2d(4, **f64), 10), *_batch((8, 4, 3, 3), 10)),
+        "switchable_cumulative": (_randomize(SwitchNorm2d(3, momentum=None, **f64), 11), *_batch((8, 3, 2, 2), 11)),
+        "resnet18_ibn_a": (_randomize(resnet18(norm="ibn_a", width=4, small_input=True, num_classes=3).double(), 12),
+                           x_model, w_model),
+        "resnet18_switchable": (_randomize(resnet18(norm="switchable", width=4, small_input=True,
+                                                    num_classes=3).double(), 13), x_model, w_model),
     }
+
+
+#: TransNorm's batches are cat([source, target]) on every rank: rank 0 holds source rows 0..1 and
+#: target row 0, rank 1 source rows 2..4 and target rows 1..2; one process holds all 5 + 3.
+SOURCE_SPLIT, TARGET_SPLIT = (0, 2, 5), (0, 1, 3)
+
+
+def _transnorm_cases() -> dict[str, tuple[nn.Module, Tensor, Tensor]]:
+    """Each: a module and its source and target rows ``(8, ...)`` stacked: 5 source rows, then 3 target."""
+    model = resnet18(norm="transnorm", width=4, small_input=True, num_classes=3).double()
+    x_model, _ = _batch((8, 3, 12, 12), 14)
+    w_model = torch.randn(8, 3, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    x, w = _batch((8, 4, 3, 3), 16)
+    x[5:] = 0.5 * x[5:] + 1.0  # the target's statistics differ from the source's: α is not 1
+    return {"transnorm": (_randomize(TransNorm2d(4, dtype=torch.float64), 16), x, w),
+            "resnet18_transnorm": (_randomize(model, 17), x_model, w_model)}
+
+
+TRANSNORM_CASES = ("transnorm", "resnet18_transnorm")
+
+
+def _rank_rows(tensor: Tensor, rank: int) -> Tensor:
+    """A rank's local batch of TransNorm rows: its source share, then its target share."""
+    source, target = tensor[:SOURCE_SPLIT[-1]], tensor[SOURCE_SPLIT[-1]:]
+    return torch.cat([source[SOURCE_SPLIT[rank]:SOURCE_SPLIT[rank + 1]],
+                      target[TARGET_SPLIT[rank]:TARGET_SPLIT[rank + 1]]])
+
+
+def _transnorm_step(module: nn.Module, x: Tensor, w: Tensor, n_source: int) -> dict[str, Any]:
+    with domain_split(module, n_source):
+        return _step(module, x, w)
+
+
+#: The norm layer classes each case holds once converted.
+CONVERTED = {"ibn": ["IBN"], "ibn_ratio0": ["IBN"], "switchable": ["SwitchNorm2d"],
+             "switchable_cumulative": ["SwitchNorm2d"], "resnet18_ibn_a": ["IBN", "SyncBatchInstanceNorm"],
+             "resnet18_switchable": ["SwitchNorm2d"]}
 
 
 def _step(module: nn.Module, x: Tensor, w: Tensor) -> dict[str, Any]:
@@ -121,13 +175,25 @@ def _worker(rank: int, init_file: str, cases_file: str, out_dir: str) -> None:
         lo, hi = SPLIT[rank], SPLIT[rank + 1]
         results: dict[str, Any] = {}
         for name, (module, x, w) in cases.items():
-            results[name] = _step(convert_sync_norm(copy.deepcopy(module)), x[lo:hi], w[lo:hi])
+            if name not in TRANSNORM_CASES:
+                results[name] = _step(convert_sync_norm(copy.deepcopy(module)), x[lo:hi], w[lo:hi])
         # Negative controls, on the BIN layer: no synchronization at all, and a backward without
         # its all-reduce.
         module, x, w = cases["bin2d"]
         results["control_unsynced"] = _step(copy.deepcopy(module), x[lo:hi], w[lo:hi])
         with mock.patch.object(dist, "all_reduce", lambda *args, **kwargs: None):
             results["control_no_all_reduce"] = _step(convert_sync_norm(copy.deepcopy(module)), x[lo:hi], w[lo:hi])
+        for name in ("ibn", "switchable"):  # the lab's layers, not converted: each rank's own statistics
+            module, x, w = cases[name]
+            results[f"control_unsynced_{name}"] = _step(copy.deepcopy(module), x[lo:hi], w[lo:hi])
+        n_source = SOURCE_SPLIT[rank + 1] - SOURCE_SPLIT[rank]
+        for name in TRANSNORM_CASES:
+            module, x, w = cases[name]
+            results[name] = _transnorm_step(convert_sync_norm(copy.deepcopy(module)), _rank_rows(x, rank),
+                                            _rank_rows(w, rank), n_source)
+        module, x, w = cases["transnorm"]
+        results["control_unsynced_transnorm"] = _transnorm_step(copy.deepcopy(module), _rank_rows(x, rank),
+                                                                _rank_rows(w, rank), n_source)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -137,7 +203,7 @@ def _worker(rank: int, init_file: str, cases_file: str, out_dir: str) -> None:
 def two_processes(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The cases, run by two gloo processes; returns the cases and each rank's results."""
     folder = tmp_path_factory.mktemp("sync")
-    cases = _cases()
+    cases = {**_cases(), **_transnorm_cases()}  # made once and shipped: the ranks' own RNGs differ
     torch.save(cases, folder / "cases.pt")
     mp.spawn(_worker, args=(str(folder / "init"), str(folder / "cases.pt"), str(folder)), nprocs=WORLD, join=True)
     return cases, [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
@@ -148,12 +214,12 @@ def _reference(case: tuple[nn.Module, Tensor, Tensor]) -> dict[str, Any]:
     return _step(copy.deepcopy(module), x, w)
 
 
-@pytest.mark.parametrize("name", ["bin2d", "bin1d_flat", "bnin3d_fixed", "bn2d", "resnet18"])
+@pytest.mark.parametrize("name", ["bin2d", "bin1d_flat", "bnin3d_fixed", "bn2d", "resnet18", *CONVERTED])
 def test_two_processes_match_one_process_on_the_whole_batch(two_processes: Any, name: str) -> None:
     cases, ranks = two_processes
     ref = _reference(cases[name])
     got = [r[name] for r in ranks]
-    assert all(g["types"] == ["SyncBatchInstanceNorm"] for g in got)
+    assert all(g["types"] == CONVERTED.get(name, ["SyncBatchInstanceNorm"]) for g in got)
     torch.testing.assert_close(torch.cat([g["y"] for g in got]), ref["y"], **TOL)
     torch.testing.assert_close(torch.cat([g["grad_x"] for g in got]), ref["grad_x"], **TOL)
     # DDP sums (or averages) parameter gradients: the local ones must add up to the global ones.
@@ -162,10 +228,40 @@ def test_two_processes_match_one_process_on_the_whole_batch(two_processes: Any, 
         torch.testing.assert_close(got[0]["grads"][param] + got[1]["grads"][param], grad, **TOL, msg=param)
     for rank in got:
         extra = set(rank["buffers"]) - set(ref["buffers"])  # a former BatchNorm's fixed gate ρ = 1
-        assert set(ref["buffers"]) <= set(rank["buffers"]) and extra == ({"gate"} if name == "bn2d" else set())
+        assert set(ref["buffers"]) <= set(rank["buffers"])
+        if name in ("bn2d", "resnet18_ibn_a"):  # BatchNorm layers got a fixed gate ρ = 1 each
+            assert extra and all(b == "gate" or b.endswith(".gate") for b in extra), extra
+        else:
+            assert extra == set()
         for buffer, value in ref["buffers"].items():
             torch.testing.assert_close(rank["buffers"][buffer], value, **TOL, msg=buffer)
     torch.testing.assert_close(torch.cat([g["y_eval"] for g in got]), ref["y_eval"], **TOL)
+
+
+def _in_reference_order(ranks: list[dict[str, Any]], key: str) -> Tensor:
+    """The ranks' TransNorm rows put back in the one-process order: every source row, then every target row."""
+    parts = [(r[key][:SOURCE_SPLIT[i + 1] - SOURCE_SPLIT[i]], r[key][SOURCE_SPLIT[i + 1] - SOURCE_SPLIT[i]:])
+             for i, r in enumerate(ranks)]
+    return torch.cat([source for source, _ in parts] + [target for _, target in parts])
+
+
+@pytest.mark.parametrize("name", TRANSNORM_CASES)
+def test_transnorm_pools_each_domain_over_the_processes(two_processes: Any, name: str) -> None:
+    cases, ranks = two_processes
+    module, x, w = cases[name]
+    ref = _transnorm_step(copy.deepcopy(module), x, w, SOURCE_SPLIT[-1])
+    got = [r[name] for r in ranks]
+    assert all("TransNorm2d" in g["types"] for g in got)
+    for key in ("y", "grad_x", "y_eval"):
+        torch.testing.assert_close(_in_reference_order(got, key), ref[key], **TOL, msg=key)
+    for param, grad in ref["grads"].items():
+        torch.testing.assert_close(got[0]["grads"][param] + got[1]["grads"][param], grad, **TOL, msg=param)
+    for rank in got:  # both domains' running statistics, updated from the pooled ones
+        for buffer, value in ref["buffers"].items():
+            torch.testing.assert_close(rank["buffers"][buffer], value, **TOL, msg=buffer)
+    unsynced = [r["control_unsynced_transnorm"] for r in ranks] if name == "transnorm" else None
+    if unsynced is not None:
+        assert (_in_reference_order(unsynced, "y") - ref["y"]).abs().max() > 1e-3
 
 
 def test_the_comparison_detects_missing_synchronization(two_processes: Any) -> None:
@@ -177,6 +273,9 @@ def test_the_comparison_detects_missing_synchronization(two_processes: Any) -> N
     no_reduce = [r["control_no_all_reduce"] for r in ranks]
     torch.testing.assert_close(torch.cat([r["y"] for r in no_reduce]), ref["y"], **TOL)
     assert (torch.cat([r["grad_x"] for r in no_reduce]) - ref["grad_x"]).abs().max() > 1e-3
+    for name in ("ibn", "switchable"):  # the lab's layers differ from the whole batch's unless pooled
+        unsynced = torch.cat([r[f"control_unsynced_{name}"]["y"] for r in ranks])
+        assert (unsynced - _reference(cases[name])["y"]).abs().max() > 1e-3, name
 
 
 # --- conversion, without processes -------------------------------------------------------------------
@@ -282,8 +381,9 @@ class RecordNormLayers(pl.Callback):
         classes = sorted({type(m).__name__ for m in pl_module.modules()
                           if isinstance(m, nn.modules.batchnorm._BatchNorm)})
         world = dist.get_world_size() if dist.is_initialized() else 1
+        pooled = sorted({m.synchronized for m in pl_module.modules() if isinstance(m, GroupSynced)})
         Path(trainer.default_root_dir, f"norms-rank{trainer.global_rank}.json").write_text(
-            json.dumps({"classes": classes, "world": world}))
+            json.dumps({"classes": classes, "world": world, **({"pooled": pooled} if pooled else {})}))
 
 
 def test_cli_sync_batchnorm_keeps_bin_on_cpu_ddp(tmp_path: Path) -> None:
@@ -311,10 +411,50 @@ def test_cli_sync_batchnorm_keeps_bin_on_cpu_ddp(tmp_path: Path) -> None:
 def test_plugin_names_the_lab_layers_it_leaves_unsynchronized() -> None:
     from dabin.nn import convert_norm
 
-    model = convert_norm(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1),
-                                       nn.BatchNorm2d(4)), "switchable")
-    with pytest.warns(UserWarning, match="sync_batchnorm: SwitchNorm2d layers are not synchronized"):
-        SyncNorm().apply(model)
+    def model(norm: str) -> nn.Module:
+        return convert_norm(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1),
+                                          nn.BatchNorm2d(4)), norm)
+
+    class FusedBatchNorm(nn.BatchNorm2d):  # someone else's BatchNorm subclass: not dabin's to rewrite
+        pass
+
+    with pytest.warns(UserWarning, match="sync_batchnorm: FusedBatchNorm layers are not synchronized"):
+        SyncNorm().apply(nn.Sequential(nn.Conv2d(3, 4, 1), FusedBatchNorm(4), nn.BatchNorm2d(4)))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # BN and BIN only: synchronized, nothing to say
+        warnings.simplefilter("error")  # BN, BIN and the layers that pool their own statistics: nothing to say
         SyncNorm().apply(nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)))
+        for norm in ("switchable", "transnorm"):
+            SyncNorm().apply(model(norm))
+        SyncNorm().apply(resnet18(norm="ibn_a", width=4))
+
+
+def test_convert_switches_the_lab_layers_synchronization_on_and_revert_off() -> None:
+    model = resnet18(norm="switchable", width=4)
+    keys = list(model.state_dict())
+    layers = [m for m in model.modules() if isinstance(m, SwitchNorm2d)]
+    assert layers and not any(m.synchronized for m in layers)
+    group = object()  # any process group object; nothing is exchanged outside a distributed run
+    convert_sync_norm(model, group)  # type: ignore[arg-type]
+    assert all(m.synchronized and m.sync_group is group for m in layers)
+    assert [m for m in model.modules() if isinstance(m, SwitchNorm2d)] == layers  # the same objects
+    assert list(model.state_dict()) == keys and layers[0].batch_group() is None  # not a distributed run
+    revert_sync_norm(model)
+    assert not any(m.synchronized or m.sync_group is not None for m in layers)
+
+
+def test_cli_sync_batchnorm_pools_transnorm_per_domain_on_cpu_ddp(tmp_path: Path) -> None:
+    """DANN with TransNorm under DDP: every TransNorm layer pools each domain over both processes."""
+    command = [sys.executable, "-m", "dabin", "fit", "-c", str(DEMO / "dann.yaml"), "--model.norm", "transnorm",
+               "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+               "--trainer.sync_batchnorm", "true", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+               "--trainer.limit_test_batches", "1", "--model.evaluation_points", "0", "--data.batch_size", "8",
+               "--trainer.default_root_dir", str(tmp_path), "--trainer.callbacks+=tests.nn.test_sync.RecordNormLayers"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not synchronized" not in result.stderr
+    for rank in range(2):
+        seen = json.loads((tmp_path / f"norms-rank{rank}.json").read_text())
+        # The bottleneck's BatchNorm1d is synchronized as BIN with ρ = 1; the backbone's layers pool themselves.
+        assert seen == {"classes": ["SyncBatchInstanceNorm", "TransNorm2d"], "world": 2, "pooled": [True]}
+    assert json.loads((tmp_path / "metrics.json").read_text())["norm"] == "transnorm"
