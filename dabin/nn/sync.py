@@ -17,7 +17,9 @@ BatchNorm exactly, so :func:`convert_sync_norm` gives them the same synchronizat
 
 :func:`convert_sync_norm` / :func:`revert_sync_norm` swap the layers in place and back, reusing the
 very Parameter and buffer objects (as ``convert_sync_batchnorm`` does), and :class:`SyncNorm` is the
-Lightning plugin that does so for ``Trainer(sync_batchnorm=True)``.
+Lightning plugin that does so for ``Trainer(sync_batchnorm=True)``. The normalization lab's IBN,
+Switchable Norm and TransNorm layers compute their batch statistics themselves; they keep their
+class, and the same functions switch their pooling on and off (:mod:`dabin.nn.group`).
 """
 
 from __future__ import annotations
