@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,22 +144,12 @@ def write_gate_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: st
 
 def read_gate_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a gate table written by :func:`write_gate_csv` (numbers parsed; ``target_gate`` where given)."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not set(GATE_COLUMNS) <= set(reader.fieldnames):
-            raise DabinError(f"{path}: not a gate table; expected columns {', '.join(GATE_COLUMNS)}")
-        try:
-            rows = []
-            for row in reader:
-                parsed = {**row, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"])}
-                if row.get(TARGET_GATE_COLUMN):
-                    parsed[TARGET_GATE_COLUMN] = float(row[TARGET_GATE_COLUMN])
-                else:
-                    parsed.pop(TARGET_GATE_COLUMN, None)
-                rows.append(parsed)
-            return rows
-        except ValueError as error:
-            raise DabinError(f"{path}: bad number in gate table ({error})") from None
+    def parse(row: dict[str, Any]) -> dict[str, Any]:
+        parsed = {**row, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"])}
+        target = parsed.pop(TARGET_GATE_COLUMN, None)
+        return {**parsed, TARGET_GATE_COLUMN: float(target)} if target else parsed
+
+    return _read_csv(path, GATE_COLUMNS, "gate table", parse)
 
 
 def write_switch_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> int:
@@ -171,15 +161,21 @@ def write_switch_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: 
 
 def read_switch_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a table written by :func:`write_switch_csv` (numbers parsed)."""
+    return _read_csv(path, SWITCH_COLUMNS, "Switchable Norm weight table",
+                     lambda row: {**row, "depth": int(row["depth"]), **{n: float(row[n]) for n in SWITCH_ORDER}})
+
+
+def _read_csv(path: str | os.PathLike[str], columns: Sequence[str], what: str,
+              parse: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a CSV with at least ``columns``, each through ``parse``; one clear error for anything else."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not set(SWITCH_COLUMNS) <= set(reader.fieldnames):
-            raise DabinError(f"{path}: not a Switchable Norm weight table; expected columns {', '.join(SWITCH_COLUMNS)}")
+        if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+            raise DabinError(f"{path}: not a {what}; expected columns {', '.join(columns)}")
         try:
-            return [{**row, "depth": int(row["depth"]), **{name: float(row[name]) for name in SWITCH_ORDER}}
-                    for row in reader]
+            return [parse(row) for row in reader]
         except ValueError as error:
-            raise DabinError(f"{path}: bad number in Switchable Norm weight table ({error})") from None
+            raise DabinError(f"{path}: bad number in {what} ({error})") from None
 
 
 def _write_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike[str]) -> None:
