@@ -49,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="a sweep folder (runs/demo-norms)")
     args = parser.parse_args(argv)
+    if not args.sweep.is_dir():
+        print(f"backfill_mixtures: error: sweep folder {args.sweep} does not exist", file=sys.stderr)
+        return 2
     written = skipped = 0
     for job_file in sorted(args.sweep.glob(f"*/{JOB}")):
         run = job_file.parent
-        norm = json.loads(job_file.read_text()).get("norm")
+        try:
+            norm = json.loads(job_file.read_text()).get("norm")
+        except (OSError, ValueError, AttributeError):
+            print(f"skipped {run.name}: {JOB} is not a job record")
+            skipped += 1
+            continue
         if norm not in NORMS or not needs_backfill(run, norm):
             continue
         if not (run / DONE).is_file() or not (run / "checkpoints" / "last.ckpt").is_file():

@@ -47,3 +47,14 @@ def test_a_run_without_its_table_gets_the_trainers_table_back(backfill: ModuleTy
     assert "wrote the tables of 1 run(s), skipped 0" in capsys.readouterr().out
     assert backfill.main([str(sweep)]) == 0  # nothing left to do
     assert "wrote the tables of 0 run(s)" in capsys.readouterr().out
+
+
+def test_a_missing_sweep_folder_is_one_line_and_a_damaged_job_is_skipped(backfill: ModuleType, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert backfill.main([str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and "nowhere" in err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "job.json").write_text("{torn")
+    assert backfill.main([str(tmp_path)]) == 0
+    assert "skipped run: job.json is not a job record" in capsys.readouterr().out
