@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,8 @@ def target_gate_summary(pool: GatePool) -> list[dict[str, Any]]:
     """
     from dabin.analysis.gates import TARGET_GATE_COLUMN
 
-    by_stage: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted((r for r in pool.rows if TARGET_GATE_COLUMN in r), key=lambda r: int(r["depth"])):
-        by_stage.setdefault(str(row["stage"]), []).append(row)
     summary = []
-    for stage, rows in by_stage.items():
+    for stage, rows in _by_stage(r for r in pool.rows if TARGET_GATE_COLUMN in r).items():
         source = [float(r["gate"]) for r in rows]
         target = [float(r[TARGET_GATE_COLUMN]) for r in rows]
         n = len(rows)
@@ -137,11 +134,11 @@ def switch_summary(pool: GatePool) -> list[dict[str, Any]]:
     """
     from dabin.nn.switchable import SWITCH_ORDER
 
-    by_stage: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for row in sorted(pool.rows, key=lambda r: int(r["depth"])):
-        by_stage.setdefault(str(row["stage"]), {}).setdefault(str(row["statistic"]), []).append(row)
     summary = []
-    for stage, statistics in by_stage.items():
+    for stage, rows in _by_stage(pool.rows).items():
+        statistics: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            statistics.setdefault(str(row["statistic"]), []).append(row)
         first = next(iter(statistics.values()))
         entry: dict[str, Any] = {"method": pool.method, "level": first[0]["level"], "stage": stage,
                                  "runs": pool.runs, "layers": len(first)}
@@ -169,6 +166,14 @@ def stage_summary(pool: GatePool) -> list[dict[str, Any]]:
     return [{"method": pool.method, "level": s["level"], "stage": s["layer"], "runs": pool.runs,
              "values": s["channels"], "mean": s["mean"], "min": s["min"], "max": s["max"],
              "near_in": s["near_in"], "near_bn": s["near_bn"]} for s in by_stage]
+
+
+def _by_stage(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by network stage, stages and rows in network (depth) order."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: int(r["depth"])):
+        grouped.setdefault(str(row["stage"]), []).append(row)
+    return grouped
 
 
 def gate_histogram_png(pool: GatePool) -> bytes:
