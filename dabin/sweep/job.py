@@ -156,10 +156,11 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
             places = _generalization_places(spec)
         else:
             places = [{"fold": fold} for fold in spec.folds]
-        axes = [axis for axis in spec.hyper if axis.applies(method)]
-        settings = [tuple(zip((axis.key for axis in axes), values))
-                    for values in itertools.product(*(axis.values for axis in axes))]
         for place in places:
+            task = (place["source"], place["target"]) if "source" in place else None
+            axes = [axis for axis in spec.hyper if axis.applies(method, task)]
+            settings = [tuple(zip((axis.key for axis in axes), values))
+                        for values in itertools.product(*(axis.values for axis in axes))]
             for hparams in settings:
                 for norm in spec.norms:
                     if not _trainable(method, norm):

@@ -81,15 +81,19 @@ class HyperAxis:
         key: The dotted config key, as on the command line without ``--`` (``model.lambda_max``).
         values: The values, in the spec's order.
         methods: The methods it applies to (None: every method of the spec).
+        tasks: The ``(source, target)`` tasks it applies to (None: every task). A key may have
+            several axes with disjoint tasks: each task's own values (e.g. its best learning rate).
     """
 
     key: str
     values: tuple[Scalar, ...]
     methods: tuple[str, ...] | None = None
+    tasks: tuple[tuple[str, str], ...] | None = None
 
-    def applies(self, method: str) -> bool:
-        """Whether runs of ``method`` sweep this axis."""
-        return self.methods is None or method in self.methods
+    def applies(self, method: str, task: tuple[str, str] | None = None) -> bool:
+        """Whether runs of ``method`` (on ``task``, for a task-restricted axis) sweep this axis."""
+        return ((self.methods is None or method in self.methods)
+                and (self.tasks is None or task in self.tasks))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,17 +252,39 @@ def _tasks(value: Any, domains: Sequence[str], where: str) -> tuple[tuple[str, s
         raise DabinError(f"{where}: {error}") from None
 
 
-def _hyper_axis(key: str, value: Any, methods: Sequence[str], where: str) -> HyperAxis:
-    """A hyper-parameter axis from ``KEY: [values]`` or ``KEY: {values: [...], methods: [...]}``."""
+def _hyper_axes(key: str, value: Any, methods: Sequence[str], domains: Sequence[str], where: str,
+                ) -> tuple[HyperAxis, ...]:
+    """A key's hyper-parameter axes: ``KEY: [values]``, ``KEY: {values: [...], methods: [...]}``, or a
+    list of ``{values: [...], tasks: [...]}`` giving disjoint sets of tasks their own values."""
+    if not (isinstance(value, list) and value and all(isinstance(item, dict) for item in value)):
+        return (_hyper_axis(key, value, methods, domains, where),)
+    axes = tuple(_hyper_axis(key, item, methods, domains, where) for item in value)
+    if any(axis.tasks is None for axis in axes):
+        raise DabinError(f"{where}: axis {key}: each of its {len(axes)} parts must name its `tasks`")
+    seen: set[tuple[str, str]] = set()
+    for axis in axes:
+        for task in axis.tasks or ():
+            if task in seen:
+                raise DabinError(f"{where}: axis {key}: task {format_task(*task)} has values in two parts")
+            seen.add(task)
+    return axes
+
+
+def _hyper_axis(key: str, value: Any, methods: Sequence[str], domains: Sequence[str], where: str) -> HyperAxis:
+    """A hyper-parameter axis from ``KEY: [values]`` or ``KEY: {values: [...], methods: [...], tasks: [...]}``."""
     if not _HYPER_KEY.match(key):
         raise DabinError(f"{where}: axis {key!r} is not a dotted config key (e.g. model.lambda_max)")
     if key in _JOB_KEYS:
         raise DabinError(f"{where}: axis {key!r} is set by every job; use the {_JOB_KEYS[key]!r} axis instead")
     only: tuple[str, ...] | None = None
+    tasks: tuple[tuple[str, str], ...] | None = None
     if isinstance(value, dict):
-        unknown = set(value) - {"values", "methods"}
+        unknown = set(value) - {"values", "methods", "tasks"}
         if unknown or "values" not in value:
-            raise DabinError(f"{where}: axis {key}: expected {{values: [...], methods: [...]}}, got {value!r}")
+            raise DabinError(f"{where}: axis {key}: expected {{values: [...], methods: [...], tasks: [...]}}, "
+                             f"got {value!r}")
+        if "tasks" in value:
+            tasks = _tasks(value["tasks"], domains, f"{where}: axis {key}")
         only = _choices(value.get("methods", list(methods)), tuple(RUN_KINDS), "methods", f"{where}: axis {key}")
         for method in only:
             if method not in methods:
@@ -270,7 +296,7 @@ def _hyper_axis(key: str, value: Any, methods: Sequence[str], where: str) -> Hyp
         raise DabinError(f"{where}: axis {key} must list scalar values (numbers, strings, booleans), got {value!r}")
     if len(set(map(repr, items))) != len(items):
         raise DabinError(f"{where}: axis {key} repeats a value: {value!r}")
-    return HyperAxis(key=key, values=tuple(items), methods=only)
+    return HyperAxis(key=key, values=tuple(items), methods=only, tasks=tasks)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -327,7 +353,12 @@ def load_spec(path: str | Path) -> SweepSpec:
     tasks = _tasks(axes.get("tasks", default_tasks), domains, where) if transfer or generalization else ()
     folds = _ints(axes.get("folds", [0]), "folds", where) if mixed else ()
     seeds = _ints(axes.get("seeds", [0]), "seeds", where)
-    hyper = tuple(_hyper_axis(str(key), value, methods, where) for key, value in axes.items() if key not in AXES)
+    hyper = tuple(axis for key, value in axes.items() if key not in AXES
+                  for axis in _hyper_axes(str(key), value, methods, domains, where))
+    for axis in hyper:
+        for task in axis.tasks or ():
+            if task not in tasks:
+                raise DabinError(f"{where}: axis {axis.key}: task {format_task(*task)} is not on the tasks axis")
 
     configs_raw = raw.get("configs") or {}
     if not isinstance(configs_raw, dict):

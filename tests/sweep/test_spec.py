@@ -80,6 +80,14 @@ def test_all_tasks_and_fingerprint(tmp_path):
     (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: {{values: [1], methods: [mdd]}}"),
      "axis model.lr: method 'mdd' is not on the methods axis"),
     (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: {{value: [1]}}"), "axis model.lr: expected {values"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: [{{values: [1], tasks: [Aa->Bb]}}, {{values: [2]}}]"),
+     "axis model.lr: each of its 2 parts must name its `tasks`"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: [{{values: [1], tasks: [Aa->Bb]}}, "
+      "{{values: [2], tasks: [Bb->Cc, Aa->Bb]}}]"), "axis model.lr: task Aa→Bb has values in two parts"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: {{values: [1], tasks: [Cc->Aa]}}"),
+     "axis model.lr: task Cc→Aa is not on the tasks axis"),
+    (("  seeds: [0, 1]", "  seeds: [0, 1]\n  model.lr: {{values: [1], tasks: [Aa->Dd]}}"),
+     "axis model.lr: unknown domain 'Dd'"),
 ])
 def test_bad_spec_is_one_error_line(tmp_path, capsys, change, message):
     spec = write_spec(tmp_path, TINY_SPEC.replace(*change))
@@ -134,6 +142,30 @@ def test_hyper_parameter_axes_multiply_the_runs_of_their_methods(tmp_path):
     plain = dataclasses.replace(job, hparams=())
     assert "hparams" not in plain.identity() and plain.name.startswith("dann_bn_Aa-Bb_s0_")
     assert spec.fingerprint() == load_spec(write_spec(tmp_path / "b", TINY_SPEC)).fingerprint()
+
+
+def test_a_task_may_have_its_own_values_of_an_axis(tmp_path):
+    # selection_length.yaml: each task at its own best lr, every task at every run length.
+    text = TINY_SPEC.replace("  folds: [0, 1]", """  folds: [0, 1]
+  model.lr:
+    - {{values: [0.01, 0.02], tasks: [Aa->Bb]}}
+    - {{values: [0.3], tasks: ["Bb→Cc"]}}
+  trainer.max_steps: [10, 20]""").replace("methods: [dann, source_only, mixed]", "methods: [dann, mixed]")
+    spec = load_spec(write_spec(tmp_path, text))
+    jobs = [job for job in expand_jobs(spec) if job.norm == "bn" and job.seed == 0]
+    settings = {(job.task, job.hparams) for job in jobs if job.method == "dann"}
+    assert settings == {("Aa→Bb", (("model.lr", lr), ("trainer.max_steps", steps)))
+                        for lr in (0.01, 0.02) for steps in (10, 20)} | {
+                        ("Bb→Cc", (("model.lr", 0.3), ("trainer.max_steps", steps))) for steps in (10, 20)}
+    # A run without tasks (the mixed-domain folds) sweeps only the unrestricted axes.
+    assert {job.hparams for job in jobs if job.method == "mixed"} == {(("trainer.max_steps", 10),),
+                                                                       (("trainer.max_steps", 20),)}
+    # The same (task, values) names the same run folder as a plain axis would: runs are shared.
+    plain = load_spec(write_spec(tmp_path / "b", TINY_SPEC.replace("  folds: [0, 1]", """  folds: [0, 1]
+  model.lr: [0.3]
+  trainer.max_steps: [10, 20]""")))
+    names = {job.name for job in expand_jobs(plain) if job.method == "dann"}
+    assert {job.name for job in jobs if job.task == "Bb→Cc"} <= names
 
 
 def test_per_domain_norms_run_only_with_methods_that_train_on_target_batches(tmp_path):
