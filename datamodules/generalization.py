@@ -69,6 +69,7 @@ class GeneralizationDataModule(DomainDataModule):
 
     Attributes:
         train_names: The training domains' names, in dataset order.
+        train_indices: Their dataset domain indices (the ``d`` of their samples), in the same order.
         test_name: The held-out test domain's name.
         unseen_names: Every domain not trained on, the test domain first.
         source_name: The training domains joined (``"Art,Clipart,Product"``), as records write them.
@@ -117,7 +118,8 @@ class GeneralizationDataModule(DomainDataModule):
                 raise DabinError(f"train_domains names {', '.join(map(repr, repeated))} twice")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise DabinError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
-        self.train_names = [self.domains[i] for i in sorted(train_indices)]
+        self.train_indices = sorted(train_indices)
+        self.train_names = [self.domains[i] for i in self.train_indices]
         self.test_name = self.domains[test_index]
         self.unseen_names = [self.test_name] + [name for name in self.domains
                                                 if name not in self.train_names and name != self.test_name]

@@ -141,6 +141,13 @@ class DomainModule(pl.LightningModule):
         """Class logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
         raise NotImplementedError
 
+    def evaluation_logits(self, images: Tensor, domains: Tensor) -> Tensor:
+        """Class logits for evaluation, knowing each image's dataset domain index ``(B,)``.
+
+        The forward pass by default; a model with per-domain branches routes each image by its domain.
+        """
+        return self(images)
+
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups (``params`` and optionally ``lr``) before the gate rule."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
@@ -211,8 +218,8 @@ class DomainModule(pl.LightningModule):
         return self._eval_names.get(split) or []
 
     def _evaluate(self, batch: Batch, split: str, dataloader_idx: int) -> Tensor:
-        images, labels, _ = batch
-        logits = self(images)
+        images, labels, domains = batch
+        logits = self.evaluation_logits(images, domains)
         names = self._names(split)
         if dataloader_idx >= len(names):
             raise DabinError(f"{split} loader {dataloader_idx} has no name; the data module lists {names}")
@@ -233,7 +240,7 @@ class DomainModule(pl.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         """Predicted class and its probability for every image, with the true label and domain."""
         images, labels, domains = batch
-        probabilities = self(images).softmax(dim=1)
+        probabilities = self.evaluation_logits(images, domains).softmax(dim=1)
         confidence, predicted = probabilities.max(dim=1)
         return {"prediction": predicted, "confidence": confidence, "label": labels, "domain": domains}
 

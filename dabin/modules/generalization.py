@@ -12,6 +12,15 @@ DRO pass each domain's batch on its own), splits features, logits and labels by 
 (:mod:`dabin.methods.generalization`), which returns the whole objective: ERM's cross-entropy, or
 CORAL, MMD, Group DRO, domain-adversarial training over the ``k`` domains.
 
+**Domain-specific branches** (``norm: dsbin``, DSON's arrangement; Seo et al., ECCV 2020): every
+BIN layer keeps ``k`` sets of running statistics and gates, one per training domain
+(:func:`dabin.nn.domain_stats.branch`), every other weight shared. Each training domain's batch
+passes through its own branch; an image of a training domain is evaluated through its branch, an
+image of a domain never seen through all ``k``, their class probabilities averaged, as the DSON
+paper describes its inference (``p(y|x) = 1/k Σ_d p_d(y|x)``; its code was not read here);
+:meth:`GeneralizationModule.evaluation_logits` returns the log of that mean. Where dabin differs
+from DSON: see :mod:`dabin.nn.domain_stats`.
+
 **Evaluation points.** ``evaluation_points`` times, evenly over training (the last at its end), the
 model's accuracy on every evaluated set (each training domain's held-out 20 %, each unseen domain's
 80/20 parts) is recorded by step (``metrics.json``'s ``accuracy_points``), so the report can apply
@@ -20,6 +29,7 @@ DomainBed's model-selection rules, which choose a step as well as a hyper-parame
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Literal, get_args
@@ -31,7 +41,8 @@ from dabin.errors import DabinError
 from dabin.methods import GENERALIZATION_METHODS, DomainOutputs, GeneralizationLoss, build_generalization_method
 from dabin.models import WeightsArg
 from dabin.modules.base import Batch, DomainModule, lab_backbone
-from dabin.nn import NORM_SPECS, GateLrBase, NormName, bin_param_groups, check_norm
+from dabin.nn import NORM_SPECS, GateLrBase, NormName, add_domain_stats, bin_param_groups, check_norm
+from dabin.nn.domain_stats import branch, domain_slots
 from dabin.nn.mixstyle import MixStyleMode
 from dabin.record import AccuracyPoint, TestResult
 from dabin.schedules import progress
@@ -57,8 +68,12 @@ class GeneralizationModule(DomainModule):
         num_classes: Number of classes (linked from the data module by the CLI).
         num_domains: Training domains; None: the data module's ``num_train_domains``, read when the
             trainer sets the model up (the method's domain-sized parts are built then).
-        norm: A name of :data:`dabin.nn.NORMS` but the per-domain ones (``dsbin``, ``transnorm``:
-            an unseen test domain has no statistics of its own).
+        branch_domains: With ``norm: dsbin``, the dataset domain index of each training domain's
+            branch, in order; None: the data module's (``train_indices``), read when the trainer
+            sets the model up. Without it every evaluated image goes through all branches.
+        norm: A name of :data:`dabin.nn.NORMS` but ``transnorm`` (its attention compares a source's
+            statistics with a target's); ``dsbin`` gives each training domain its own branch (see
+            the module docstring).
         mixstyle: MixStyle after layer1–3 in training: ``off``, ``random``, or ``crossdomain``
             (partners from the other half of the batch: two training domains only, always passed
             jointly, whatever ``domain_passes`` says).
@@ -91,6 +106,7 @@ class GeneralizationModule(DomainModule):
         self,
         num_classes: int = 65,
         num_domains: int | None = None,
+        branch_domains: list[int] | None = None,
         norm: NormName = "bn",
         mixstyle: MixStyleMode = "off",
         mixstyle_p: float = 0.5,
@@ -112,12 +128,20 @@ class GeneralizationModule(DomainModule):
     ) -> None:
         super().__init__(num_classes, lr, momentum, weight_decay, gate_lr_mult, gate_lr_base)
         check_norm(norm)
-        spec = NORM_SPECS[norm]
-        if spec.domains is not None:
-            raise DabinError(f"norm {norm} keeps statistics per domain of a source -> target task; a held-out test "
-                             "domain never seen in training has none (use another norm for domain generalization)")
+        if NORM_SPECS[norm].domains == "source_then_target":
+            raise DabinError(f"norm {norm} compares a source's statistics with a target's; domain generalization has "
+                             "no target in training (use dsbin for per-domain statistics)")
+        if norm == "dsbin" and domain_passes == "joint":
+            raise DabinError("norm dsbin passes each training domain through its own branch; domain_passes joint "
+                             "would pass them together (leave domain_passes at method)")
+        if norm == "dsbin" and mixstyle == "crossdomain":
+            raise DabinError("norm dsbin passes each training domain through its own branch; mixstyle crossdomain "
+                             "mixes two domains in one pass (use mixstyle random)")
         if num_domains is not None and num_domains < 1:
             raise DabinError(f"num_domains must be at least 1 training domain, got {num_domains}")
+        if branch_domains is not None and num_domains is not None and len(branch_domains) != num_domains:
+            raise DabinError(f"branch_domains {branch_domains} names {len(branch_domains)} domains; "
+                             f"num_domains is {num_domains}")
         if not 0.0 <= dropout < 1.0:
             raise DabinError(f"dropout must be in [0, 1), got {dropout}")
         if domain_passes not in get_args(DomainPasses):
@@ -151,7 +175,14 @@ class GeneralizationModule(DomainModule):
             raise DabinError(f"mixstyle crossdomain swaps the styles of the two halves of a batch; with {num_domains} "
                              "training domains use mixstyle random")
 
+    @property
+    def branched(self) -> bool:
+        """Whether each training domain has its own branch (``norm: dsbin``)."""
+        return self.hparams.norm == "dsbin"
+
     def _build_objective(self, num_domains: int) -> None:
+        if self.branched:  # before the optimizer and any checkpoint: the slots are parameters and buffers
+            add_domain_stats(self.backbone, gates=True, slots=domain_slots(num_domains))
         features = self.backbone.num_features
         if isinstance(self._method, str):
             self.objective = build_generalization_method(self._method, features, self.num_classes, num_domains)
@@ -172,6 +203,12 @@ class GeneralizationModule(DomainModule):
                 raise DabinError("a GeneralizationModule needs a GeneralizationDataModule (or num_domains given)")
             return
         wanted = datamodule.num_train_domains
+        # Which dataset domain index is which branch: a checkpoint routes its evaluation images so.
+        given = self.hparams.branch_domains
+        if given is not None and list(given) != list(datamodule.train_indices):
+            raise DabinError(f"the model's branches are for domains {list(given)}; the data module trains on "
+                             f"{list(datamodule.train_indices)} ({datamodule.source_name})")
+        self.hparams["branch_domains"] = list(datamodule.train_indices)
         if self.objective is None:
             self._check_crossdomain(wanted)
             self._build_objective(wanted)
@@ -184,8 +221,29 @@ class GeneralizationModule(DomainModule):
         return self.backbone(images)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Class logits ``(B, num_classes)``."""
+        """Class logits ``(B, num_classes)`` (with branches: the first training domain's)."""
         return self.classifier(self.dropout(self.embed(images)))
+
+    def evaluation_logits(self, images: Tensor, domains: Tensor) -> Tensor:
+        """Logits; with branches, a training domain's images through its branch, others through all.
+
+        For an image of no training domain the result is ``log(1/k Σ_d softmax(z_d))``, the log of
+        the branches' mean class probabilities (DSON's prediction for an unseen domain).
+        """
+        if not self.branched:
+            return self(images)
+        branches = torch.stack([self._branch_logits(images, index).log_softmax(dim=1)
+                                for index in range(self.hparams.num_domains)])  # (k, B, C)
+        mixed = branches.logsumexp(dim=0) - math.log(len(branches))
+        known: list[int] = list(self.hparams.branch_domains or [])
+        for index, domain in enumerate(known):
+            rows = domains.to(mixed.device) == domain
+            mixed[rows] = branches[index][rows]
+        return mixed
+
+    def _branch_logits(self, images: Tensor, index: int) -> Tensor:
+        with branch(self.backbone, index):
+            return self(images)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Everything at ``lr`` (DomainBed trains featurizer, classifier and a method's heads alike)."""
@@ -213,7 +271,9 @@ class GeneralizationModule(DomainModule):
         assert self.objective is not None  # built by __init__ or configure_model
         sizes = [images.shape[0] for images, _, _ in parts]
         passes = self.hparams.domain_passes
-        if (self.objective.domain_passes if passes == "method" else passes) == "joint" or self.mixstyle == "crossdomain":
+        if self.branched:  # each domain through its own statistics and gates
+            features = torch.cat([self._branch_features(images, index) for index, (images, _, _) in enumerate(parts)])
+        elif (self.objective.domain_passes if passes == "method" else passes) == "joint" or self.mixstyle == "crossdomain":
             features = self.embed(torch.cat([images for images, _, _ in parts]))
         else:  # each domain normalized by its own batch statistics
             features = torch.cat([self.embed(images) for images, _, _ in parts])
@@ -228,6 +288,10 @@ class GeneralizationModule(DomainModule):
         self.log_dict({"train/loss": loss, "train/acc": accuracy}, prog_bar=True)
         self.log_dict({f"train/{key}": value for key, value in logs.items()})
         return loss
+
+    def _branch_features(self, images: Tensor, index: int) -> Tensor:
+        with branch(self.backbone, index):
+            return self.embed(images)
 
     # -- evaluation points --------------------------------------------------------------------
 
@@ -257,8 +321,8 @@ class GeneralizationModule(DomainModule):
 
     def _accuracy(self, loader: Any) -> TestResult:
         correct = total = 0
-        for images, labels, *_ in loader:
-            predicted = self(images.to(self.device)).argmax(1).cpu()
+        for images, labels, domains in loader:
+            predicted = self.evaluation_logits(images.to(self.device), domains).argmax(1).cpu()
             correct += int((predicted == labels).sum())
             total += int(labels.numel())
         return TestResult(accuracy=100.0 * correct / max(total, 1), n=total)

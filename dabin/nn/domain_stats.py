@@ -19,6 +19,13 @@ activations through ρ_d, with the affine parameters shared; DSON averages the p
 domain branches for an unseen test domain, while here the target is seen (unlabelled) in
 training and is tested through its own branch, as DSBN does. (DSON's authors' code could not be
 read here; this follows the paper's description.)
+
+For domain generalization over ``k`` training domains the same mechanism holds ``k`` sets: the
+layer's own buffers and gate are domain 0's, and :func:`domain_slots` names the others
+(``domain1_running_mean``, ``domain1_gate``, ...); :func:`branch` swaps domain ``i``'s in, as
+:func:`target_stats` swaps the target's. A model with several slots is DSON's arrangement of
+domain-specific branches sharing every weight but the statistics and gates
+(:class:`~dabin.modules.GeneralizationModule` with ``norm: dsbin``).
 """
 
 from __future__ import annotations
@@ -31,36 +38,51 @@ from torch import nn
 
 from dabin.nn.bin import _BatchInstanceNorm
 
-__all__ = ["TARGET_GATE", "add_domain_stats", "target_gate", "target_gates", "target_stats"]
+__all__ = ["TARGET", "TARGET_GATE", "add_domain_stats", "branch", "domain_slots", "is_gate_name", "slot_stats",
+           "target_gate", "target_gates", "target_stats"]
 
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
-_PREFIX = "target_"
+#: The slot of a source -> target model's second domain (its buffers are ``target_running_mean``, ...).
+TARGET = "target"
 #: The name of a layer's target gate (domain-specific BIN).
-TARGET_GATE = _PREFIX + "gate"
+TARGET_GATE = f"{TARGET}_gate"
+
+
+def domain_slots(num_domains: int) -> tuple[str, ...]:
+    """The slots of domains 1 .. k−1 of a ``k``-domain model (domain 0 holds the layers' own statistics)."""
+    return tuple(f"domain{index}" for index in range(1, num_domains))
+
+
+def is_gate_name(name: str) -> bool:
+    """Whether a BIN layer's parameter ``name`` is a gate: its own ``gate`` or a slot's ``<slot>_gate``."""
+    return name == "gate" or name.endswith("_gate")
 
 
 def _layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
-def add_domain_stats(model: nn.Module, gates: bool = False) -> int:
-    """Give every norm layer of ``model`` target statistics, initialized from its current ones.
+def add_domain_stats(model: nn.Module, gates: bool = False, slots: tuple[str, ...] = (TARGET,)) -> int:
+    """Give every norm layer of ``model`` each slot's statistics, initialized from its current ones.
 
     Args:
         model: The model.
-        gates: Also give every BIN layer with a learned gate a target gate, initialized from its
+        gates: Also give every BIN layer with a learned gate each slot's gate, initialized from its
             gate (domain-specific BIN).
+        slots: The slots: the target's (a source -> target model) or :func:`domain_slots`.
 
     Returns:
         The number of layers that got them.
     """
     layers = _layers(model)
     for layer in layers:
-        for name in _STATS:
-            if _PREFIX + name not in layer._buffers:
-                layer.register_buffer(_PREFIX + name, layer._buffers[name].detach().clone())
-        if gates and isinstance(layer, _BatchInstanceNorm) and layer.learn_gate and TARGET_GATE not in layer._parameters:
-            layer.register_parameter(TARGET_GATE, nn.Parameter(layer.gate.detach().clone()))
+        for slot in slots:
+            for name in _STATS:
+                if f"{slot}_{name}" not in layer._buffers:
+                    layer.register_buffer(f"{slot}_{name}", layer._buffers[name].detach().clone())
+            gate = f"{slot}_gate"
+            if gates and isinstance(layer, _BatchInstanceNorm) and layer.learn_gate and gate not in layer._parameters:
+                layer.register_parameter(gate, nn.Parameter(layer.gate.detach().clone()))
     return len(layers)
 
 
@@ -74,27 +96,37 @@ def target_gates(model: nn.Module) -> list[torch.Tensor]:
     return [gate for gate in map(target_gate, model.modules()) if gate is not None]
 
 
-@contextlib.contextmanager
-def target_stats(model: nn.Module) -> Iterator[None]:
-    """Within the block every norm layer uses (and, training, updates) the target's statistics and gate.
+def target_stats(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Within the block every norm layer uses (and, training, updates) the target's statistics and gate."""
+    return slot_stats(model, TARGET)
 
-    The buffers (and target gates) are exchanged, not copied, so what the block's forward passes
-    accumulate stays with the target and a gradient reaches the target's gate; on leaving, the
-    source's are back in place (also after an exception).
+
+def branch(model: nn.Module, index: int) -> contextlib.AbstractContextManager[None]:
+    """Within the block the model is domain ``index``'s branch (0: the layers' own statistics)."""
+    return contextlib.nullcontext() if index == 0 else slot_stats(model, f"domain{index}")
+
+
+@contextlib.contextmanager
+def slot_stats(model: nn.Module, slot: str) -> Iterator[None]:
+    """Within the block every norm layer uses (and, training, updates) ``slot``'s statistics and gate.
+
+    The buffers (and gates) are exchanged, not copied, so what the block's forward passes
+    accumulate stays with the slot and a gradient reaches the slot's gate; on leaving, the
+    layers' own are back in place (also after an exception).
     """
-    layers = [layer for layer in _layers(model) if _PREFIX + "running_mean" in layer._buffers]
-    _swap(layers)
+    layers = [layer for layer in _layers(model) if f"{slot}_running_mean" in layer._buffers]
+    _swap(layers, slot)
     try:
         yield
     finally:
-        _swap(layers)
+        _swap(layers, slot)
 
 
-def _swap(layers: list[nn.modules.batchnorm._BatchNorm]) -> None:
+def _swap(layers: list[nn.modules.batchnorm._BatchNorm], slot: str) -> None:
     for layer in layers:
         buffers = layer._buffers
         for name in _STATS:
-            buffers[name], buffers[_PREFIX + name] = buffers[_PREFIX + name], buffers[name]
+            buffers[name], buffers[f"{slot}_{name}"] = buffers[f"{slot}_{name}"], buffers[name]
         parameters = layer._parameters
-        if parameters.get(TARGET_GATE) is not None:
-            parameters["gate"], parameters[TARGET_GATE] = parameters[TARGET_GATE], parameters["gate"]
+        if parameters.get(f"{slot}_gate") is not None:
+            parameters["gate"], parameters[f"{slot}_gate"] = parameters[f"{slot}_gate"], parameters["gate"]

@@ -12,7 +12,7 @@ from torch.utils.hooks import RemovableHandle
 
 from dabin.errors import DabinError
 from dabin.nn.bin import _BatchInstanceNorm
-from dabin.nn.domain_stats import TARGET_GATE
+from dabin.nn.domain_stats import is_gate_name
 
 __all__ = ["GATE_LR_BASES", "GateClamp", "GateLrBase", "bin_param_groups", "clamp_gates_", "gate_parameters"]
 
@@ -25,14 +25,15 @@ def gate_parameters(module: nn.Module) -> list[nn.Parameter]:
     """The trainable gates ``ρ`` of every BIN layer in ``module`` (fixed gates are buffers).
 
     With domain-specific BIN (:func:`dabin.nn.add_domain_stats` with ``gates=True``) a layer's
-    target gate is one too: it trains at the gates' rate, without decay, and is clipped.
+    target gate is one too (and each domain's, with several: :func:`dabin.nn.domain_stats.domain_slots`):
+    it trains at the gates' rate, without decay, and is clipped.
     """
     return [
         gate
         for m in module.modules()
         if isinstance(m, _BatchInstanceNorm)
-        for name in ("gate", TARGET_GATE)
-        if isinstance(gate := m._parameters.get(name), nn.Parameter)
+        for name, gate in m._parameters.items()
+        if is_gate_name(name) and isinstance(gate, nn.Parameter)
     ]
 
 

@@ -103,9 +103,11 @@ def _trainable(method: str, norm: str) -> bool:
     """Whether ``norm`` can train under ``method`` (a per-domain norm needs target batches)."""
     from dabin.nn.convert import NORM_SPECS
 
-    if NORM_SPECS[norm].domains is None:
+    need = NORM_SPECS[norm].domains
+    if need is None:
         return True
-    # Not under DG either: a test domain never seen has no statistics of its own.
+    if RUN_KINDS[method] == "dg":  # dsbin's branches, one per training domain; TransNorm needs a target
+        return need == "domain_specific"
     return RUN_KINDS[method] == "transfer" and method not in SOURCE_BATCH_ONLY
 
 
@@ -137,8 +139,9 @@ def expand_jobs(spec: SweepSpec) -> list[Job]:
 
     BN and BIN of one task sit next to each other, so a partial sweep has comparable pairs. A norm
     that keeps statistics per domain (``dsbin``, ``transnorm``: :data:`dabin.nn.NORM_SPECS`) runs
-    only with the methods that train on target batches, and not with the mixed-domain method:
-    the other pairs are left out of the spec's runs rather than failed.
+    only with the methods that train on target batches, dsbin also with the domain-generalization
+    methods (a branch per training domain), neither with the mixed-domain method: the other pairs
+    are left out of the spec's runs rather than failed.
 
     Args:
         spec: The (possibly narrowed) spec.
