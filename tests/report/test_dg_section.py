@@ -51,9 +51,23 @@ def test_tables_show_each_rule_and_domainbeds_numbers() -> None:
     assert "Without the runs this rule needs (a sweep with `leave_one_domain_out: true`): ERM BN." in lodo
     # Office-Home: DomainBed's published ERM row beside ours.
     assert "| DomainBed ERM | BN | 61.3 | 52.4 | 75.8 | 76.6 | 66.5 |" in text
+    # tllib's ERM row under training-domain validation only (its rule), its setting named; no IBN
+    # or MixStyle row without such runs in the sweep.
+    training = part.lines[:part.lines.index("### Selection: leave-one-domain-out cross-validation")]
+    assert "| tllib ERM | BN | 68.3 | 55.9 | 78.9 | 80.0 | 70.8 |" in training
+    assert text.count("| tllib ") == 1 and "tllib rows: tllib's ResNet-50" in text
     rows = list(csv.DictReader(io.StringIO(part.files[DG_CSV].decode())))
     oracle = [r for r in rows if r["rule"] == "oracle" and r["test_domain"] == "Art"]
     assert [float(r["test"]) for r in oracle] == [50.0, 51.0, 52.0]  # the oracle reports the 80 % part
+
+
+def test_an_ibn_sweep_gets_tllibs_ibn_net_row() -> None:
+    import dataclasses
+
+    runs = [dataclasses.replace(_run("erm", test, 0, 80.0, 50.0, 90.0, tuple(d for d in DOMAINS if d != test)),
+                                norm="ibn_a") for test in DOMAINS]
+    text = "\n".join(section(_inputs(runs)).lines)
+    assert "| tllib ERM | IBN_B | 67.4 | 55.2 | 77.3 | 79.6 | 69.9 |" in text
 
 
 def test_no_dg_runs_no_section() -> None:

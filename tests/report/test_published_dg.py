@@ -36,3 +36,25 @@ def test_every_published_number_is_domainbeds() -> None:
             assert DOMAINBED[dataset][rule][METHODS[match.group(1)]] == values, (dataset, rule, match.group(1))
             seen += 1
     assert seen == sum(len(methods) for rules in DOMAINBED.values() for methods in rules.values()) == 5 * 3 * 5
+
+
+TLLIB = Path(__file__).parent / "data" / "tllib_dg_benchmarks.rst"
+TLLIB_ROWS = {"ERM": ("erm", "bn"), "IBN": ("erm", "ibn_b"), "MixStyle": ("erm", "mixstyle"),
+              "GroupDRO": ("group_dro", "bn"), "CORAL": ("coral", "bn")}
+
+
+def test_every_tllib_number_is_its_benchmark_pages() -> None:
+    from dabin.report.published_dg import TLLIB_DG
+
+    seen, dataset = 0, None
+    for line in TLLIB.read_text().splitlines():
+        if line.endswith("accuracy on ResNet-50"):
+            dataset = {"PACS": "pacs", "Office-Home": "office_home"}[line.split()[0]]
+        elif dataset and line.startswith("Methods"):
+            header = line.split()[1:]  # avg first in tllib's table; dabin's order is DomainBed's
+            assert header[1:] + header[:1] == [c.lower() if c == "Avg" else c for c in DOMAINBED_COLUMNS[dataset]]
+        elif dataset and line.split() and line.split()[0] in TLLIB_ROWS:
+            name, average, *domains = line.split()
+            assert TLLIB_DG[dataset][TLLIB_ROWS[name]] == (*map(float, domains), float(average)), (dataset, name)
+            seen += 1
+    assert seen == sum(map(len, TLLIB_DG.values())) == 10

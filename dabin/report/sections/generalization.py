@@ -18,7 +18,7 @@ from dabin.record import Run
 from dabin.report.generalization import RULE_TITLES, RULES, Checkpoint, Choice, DGRun, Rule, select
 from dabin.report.markdown import md_table, method_label, norm_label
 from dabin.report.pivot import group_by
-from dabin.report.published_dg import DOMAINBED, DOMAINBED_COLUMNS, DOMAINBED_SETTING
+from dabin.report.published_dg import DOMAINBED, DOMAINBED_COLUMNS, DOMAINBED_SETTING, TLLIB_DG, TLLIB_DG_SETTING
 from dabin.report.sections.base import Part, ReportInputs
 from dabin.report.stats import mean_ci
 from datamodules.naming import domain_code, split_domains
@@ -68,6 +68,18 @@ def _published_rows(dataset: str | None, rule: Rule, methods: Sequence[str], wid
         return []
     return [[f"DomainBed {method_label(m)}", "BN", *(f"{v:.1f}" for v in DOMAINBED[dataset][rule][m])]
             for m in methods if m in DOMAINBED[dataset][rule]]
+
+
+def _tllib_rows(dataset: str | None, rule: Rule, pairs: Sequence[tuple[str, str]], width: int) -> list[list[str]]:
+    """tllib's published rows (training-domain validation only) for the sweep's methods and norms' families."""
+    if rule != "training_domain" or dataset is None or dataset not in TLLIB_DG:
+        return []
+    if len(DOMAINBED_COLUMNS[dataset]) - 1 != width:
+        return []
+    # IBN-a and IBN-b are both IBN-Net: a sweep with either gets tllib's IBN-b row beside it.
+    family = {(m, "ibn_b" if n in ("ibn_a", "ibn_b") else n) for m, n in pairs}
+    return [[f"tllib {method_label(m)}", norm_label(n), *(f"{v:.1f}" for v in values)]
+            for (m, n), values in TLLIB_DG[dataset].items() if (m, n) in family]
 
 
 def _column_names(dataset: str | None, all_domains: Sequence[str], shown: Sequence[str]) -> list[str]:
@@ -126,7 +138,8 @@ def section(inputs: ReportInputs) -> Part:
                 continue
             rows.append([method_label(method), norm_label(norm), *cells])
         published = _published_rows(dataset, rule, list(dict.fromkeys(m for m, _ in rows_of)), len(domains))
-        rows += published
+        tllib = _tllib_rows(dataset, rule, rows_of, len(domains))
+        rows += published + tllib
         lines += [f"### Selection: {RULE_TITLES[rule]}", "", _NOTES[rule] + ".", ""]
         lines += [*md_table(header, rows), ""] if rows else []
         if left_out:
@@ -134,6 +147,8 @@ def section(inputs: ReportInputs) -> Part:
                       f"{', '.join(left_out)}.", ""]
         if published:
             lines += [f"DomainBed rows: {DOMAINBED_SETTING}.", ""]
+        if tllib:
+            lines += [f"tllib rows: {TLLIB_DG_SETTING}.", ""]
     for (rule, method, norm, test, seed), choice in sorted(chosen.items()):
         writer.writerow([rule, method, norm, test, seed, choice.setting, choice.step, round(choice.val, 4),
                          round(choice.test, 4)])
