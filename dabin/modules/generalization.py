@@ -232,18 +232,28 @@ class GeneralizationModule(DomainModule):
         """
         if not self.branched:
             return self(images)
-        branches = torch.stack([self._branch_logits(images, index).log_softmax(dim=1)
-                                for index in range(self.hparams.num_domains)])  # (k, B, C)
-        mixed = branches.logsumexp(dim=0) - math.log(len(branches))
         known: list[int] = list(self.hparams.branch_domains or [])
+        domains = domains.to(images.device)
+        if not bool(torch.isin(domains, torch.tensor(known, device=images.device)).all()):
+            branches = torch.stack([self._branch_logits(images, index)
+                                    for index in range(self.hparams.num_domains)])  # (k, B, C)
+            mixed = branches.logsumexp(dim=0) - math.log(len(branches))
+            for index, domain in enumerate(known):
+                rows = domains == domain
+                mixed[rows] = branches[index][rows]
+            return mixed
+        # Only training domains' images (their held-out parts): each through its own branch alone.
+        # In evaluation every row is normalized on its own, so a subset gives the same rows.
+        routed = torch.empty(images.shape[0], self.num_classes, device=images.device)
         for index, domain in enumerate(known):
-            rows = domains.to(mixed.device) == domain
-            mixed[rows] = branches[index][rows]
-        return mixed
+            rows = domains == domain
+            if bool(rows.any()):
+                routed[rows] = self._branch_logits(images[rows], index).to(routed.dtype)
+        return routed
 
     def _branch_logits(self, images: Tensor, index: int) -> Tensor:
-        with branch(self.backbone, index):
-            return self(images)
+        """Branch ``index``'s class log-probabilities ``(B, C)``."""
+        return self.classifier(self.dropout(self._branch_features(images, index))).log_softmax(dim=1)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Everything at ``lr`` (DomainBed trains featurizer, classifier and a method's heads alike)."""

@@ -83,6 +83,11 @@ def test_evaluation_routes_training_domains_and_averages_the_branches_for_an_uns
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     # The branches really differ (else routing would be untested).
     assert (reference[0] - reference[1]).abs().max() > 1e-2
+    # A batch of training domains only (a held-out 20 % part) goes through each image's branch alone.
+    seen = domains != 1
+    with torch.no_grad():
+        only_seen = model.evaluation_logits(images[seen], domains[seen]).double()
+    torch.testing.assert_close(only_seen, expected[seen], rtol=1e-4, atol=1e-5)
 
 
 def test_a_training_step_updates_each_domains_statistics_from_its_own_batch_only() -> None:
@@ -114,8 +119,9 @@ def test_a_training_step_updates_each_domains_statistics_from_its_own_batch_only
     ({"norm": "transnorm"}, "norm transnorm compares a source's statistics with a target's"),
     ({"norm": "dsbin", "domain_passes": "joint"}, "domain_passes joint would pass them together"),
     ({"norm": "dsbin", "mixstyle": "crossdomain"}, "mixstyle crossdomain mixes two domains in one pass"),
+    ({"norm": "dsbin", "num_domains": 3, "branch_domains": [0, 1]}, r"branch_domains \[0, 1\] names 2 domains"),
 ])
-def test_what_cannot_branch_is_one_line(kwargs: dict[str, str], message: str) -> None:
+def test_what_cannot_branch_is_one_line(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(DabinError, match=message):
         GeneralizationModule(num_classes=10, small_input=True, width=8, **kwargs)
 
