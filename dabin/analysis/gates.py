@@ -7,6 +7,10 @@ ResNet the levels are the stem and ``layer1`` (lower), ``layer2``-``layer3`` (mi
 
 Domain-specific BIN (``dsbin``) has a second gate per channel, the target's ρ_t
 (:data:`~dabin.nn.domain_stats.TARGET_GATE`): the gate table then has a ``target_gate`` column.
+Under domain generalization (DSON's branches, :func:`~dabin.nn.domain_stats.domain_slots`) each
+training domain's branch has its gate: ``gate`` is branch 0's and ``domain1_gate``, ``domain2_gate``,
+... the others' (branch ``i`` trains on dataset domain ``branch_domains[i]``, the model's recorded
+configuration).
 Switchable Norm (Luo et al., 2019) learns, per layer, the softmaxed weights ``w`` (means) and
 ``w'`` (variances) over IN, LN and BN statistics: :func:`switch_table` lists them.
 """
@@ -25,7 +29,7 @@ from torch import nn
 from dabin.errors import DabinError
 from dabin.io import atomic_open
 from dabin.nn.bin import _BatchInstanceNorm
-from dabin.nn.domain_stats import target_gate
+from dabin.nn.domain_stats import TARGET_GATE, is_gate_name
 from dabin.nn.switchable import SWITCH_ORDER, SwitchNorm2d
 
 __all__ = ["GATE_COLUMNS", "LEVELS", "SWITCH_COLUMNS", "TARGET_GATE_COLUMN", "gate_summary", "gate_table",
@@ -34,7 +38,7 @@ __all__ = ["GATE_COLUMNS", "LEVELS", "SWITCH_COLUMNS", "TARGET_GATE_COLUMN", "ga
 
 GATE_COLUMNS = ("layer", "stage", "level", "depth", "channel", "gate")
 #: The optional column of a domain-specific BIN model's gate table: the target's gate ρ_t.
-TARGET_GATE_COLUMN = "target_gate"
+TARGET_GATE_COLUMN = TARGET_GATE
 #: One row per Switchable Norm layer and statistic (``mean``: w, ``var``: w'), a weight per normalizer.
 SWITCH_COLUMNS = ("layer", "stage", "level", "depth", "statistic", *SWITCH_ORDER)
 LEVELS = ("lower", "middle", "upper")
@@ -52,20 +56,24 @@ def gate_table(model: nn.Module) -> list[dict[str, Any]]:
         Rows with :data:`GATE_COLUMNS`: ``layer`` (qualified name), ``stage`` (``stem``,
         ``layer1``..``layer4`` for ResNets, else the name's first part), ``level``
         (lower/middle/upper), ``depth`` (order of the layer in the network), ``channel``, ``gate``;
-        and :data:`TARGET_GATE_COLUMN` for the layers of a domain-specific BIN model.
+        and a column per further gate of a domain-specific BIN layer, named as its parameter:
+        :data:`TARGET_GATE_COLUMN` (source -> target) or ``domain1_gate``, ... (DSON's branches).
     """
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, _BatchInstanceNorm)]
     rows: list[dict[str, Any]] = []
     for depth, ((name, layer), (stage, level)) in enumerate(zip(layers, _levels([name for name, _ in layers]))):
-        target = target_gate(layer)
-        targets = target.detach().float().cpu().tolist() if target is not None else None
+        slots = {key: gate.detach().float().cpu().tolist() for key, gate in layer.named_parameters(recurse=False)
+                 if key != "gate" and is_gate_name(key)}
         for channel, value in enumerate(layer.gate.detach().float().cpu().tolist()):
             row = {"layer": name, "stage": stage, "level": level, "depth": depth, "channel": channel,
                    "gate": float(value)}
-            if targets is not None:
-                row[TARGET_GATE_COLUMN] = float(targets[channel])
-            rows.append(row)
+            rows.append(row | {key: float(values[channel]) for key, values in slots.items()})
     return rows
+
+
+def _slot_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The further gate columns of ``rows`` (domain-specific BIN), in the order they first appear."""
+    return list(dict.fromkeys(key for row in rows for key in row if key != "gate" and is_gate_name(key)))
 
 
 def switch_table(model: nn.Module) -> list[dict[str, Any]]:
@@ -134,20 +142,21 @@ def gate_summary(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def write_gate_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> int:
     """Write the gate table as CSV (atomically); returns the number of rows.
 
-    The :data:`TARGET_GATE_COLUMN` is written when any row has it (domain-specific BIN).
+    The further gate columns (:data:`TARGET_GATE_COLUMN`, ``domain1_gate``, ...) are written when
+    any row has them (domain-specific BIN).
     """
     rows = gate_table(model_or_rows) if isinstance(model_or_rows, nn.Module) else list(model_or_rows)
-    columns = (*GATE_COLUMNS, TARGET_GATE_COLUMN) if any(TARGET_GATE_COLUMN in r for r in rows) else GATE_COLUMNS
-    _write_csv(rows, columns, path)
+    _write_csv(rows, (*GATE_COLUMNS, *_slot_columns(rows)), path)
     return len(rows)
 
 
 def read_gate_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a gate table written by :func:`write_gate_csv` (numbers parsed; ``target_gate`` where given)."""
+    """Read a gate table written by :func:`write_gate_csv` (numbers parsed; further gates where given)."""
     def parse(row: dict[str, Any]) -> dict[str, Any]:
-        parsed = {**row, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"])}
-        target = parsed.pop(TARGET_GATE_COLUMN, None)
-        return {**parsed, TARGET_GATE_COLUMN: float(target)} if target else parsed
+        slots = {key for key in row if key != "gate" and is_gate_name(key)}
+        parsed = {key: value for key, value in row.items() if key not in slots}
+        return {**parsed, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"]),
+                **{key: float(row[key]) for key in slots if row[key]}}
 
     return _read_csv(path, GATE_COLUMNS, "gate table", parse)
 

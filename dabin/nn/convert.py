@@ -50,6 +50,7 @@ class NormSpec:
     """What a ``norm`` name builds and needs.
 
     Attributes:
+        label: The name tables print (``BIN``, ``IBN-a``, ``Switchable Norm``).
         layer: What every BatchNorm2d becomes: ``bn``, ``bin`` (BIN, ``gate`` fixed or learned),
             ``switchable`` or ``transnorm``.
         gate: A fixed BIN gate (``in``: 0, ``bnin``: 0.5); None: learned (``bin``, ``dsbin``).
@@ -58,6 +59,7 @@ class NormSpec:
         domains: What the training must provide (see :data:`DomainNeed`), else None.
     """
 
+    label: str
     layer: Literal["bn", "bin", "switchable", "transnorm"]
     gate: float | None = None
     layout: Literal["ibn_a", "ibn_b"] | None = None
@@ -71,16 +73,16 @@ _LAB_LAYERS: dict[str, type[nn.BatchNorm2d]] = {"switchable": SwitchNorm2d, "tra
 _LAB_CLASSES: tuple[type[nn.Module], ...] = (SwitchNorm2d, TransNorm2d, IBN)
 
 NORM_SPECS: dict[str, NormSpec] = {
-    "bn": NormSpec("bn"),
-    "in": NormSpec("bin", gate=0.0),
-    "bnin": NormSpec("bin", gate=0.5),
-    "bin": NormSpec("bin"),
-    "dsbin": NormSpec("bin", domains="domain_specific"),
-    "switchable": NormSpec("switchable"),
-    "transnorm": NormSpec("transnorm", domains="source_then_target"),
-    "ibn_a": NormSpec("bn", layout="ibn_a"),
-    "ibn_b": NormSpec("bn", layout="ibn_b"),
-    "mixstyle": NormSpec("bn", mixstyle=True),
+    "bn": NormSpec("BN", "bn"),
+    "in": NormSpec("IN", "bin", gate=0.0),
+    "bnin": NormSpec("BNIN", "bin", gate=0.5),
+    "bin": NormSpec("BIN", "bin"),
+    "dsbin": NormSpec("DS-BIN", "bin", domains="domain_specific"),
+    "switchable": NormSpec("Switchable Norm", "switchable"),
+    "transnorm": NormSpec("TransNorm", "transnorm", domains="source_then_target"),
+    "ibn_a": NormSpec("IBN-a", "bn", layout="ibn_a"),
+    "ibn_b": NormSpec("IBN-b", "bn", layout="ibn_b"),
+    "mixstyle": NormSpec("MixStyle", "bn", mixstyle=True),
 }
 
 _BY_RANK: tuple[tuple[type[nn.modules.batchnorm._BatchNorm], type[nn.Module], type[_BatchInstanceNorm]], ...] = (

@@ -6,7 +6,7 @@ A run folder (``--trainer.default_root_dir``; in a sweep, one folder per job)::
                    it (:class:`~dabin.sweep.job.Job`); written by the sweep before the run starts
     log.txt        the trainer's stdout and stderr (sweep runs)
     metrics.json   what the trainer recorded (:class:`~dabin.record.metrics.RunRecord`), written last
-    gates.csv      every BIN gate at the end of training (BIN models; dsbin: the target's gate too)
+    gates.csv      every BIN gate at the end of training (BIN models; dsbin: each further domain's gate too)
     switch_weights.csv
                    every Switchable Norm layer's weights over IN, LN, BN at the end (switchable models)
     done           marker: the sweep checked metrics.json; only this makes a run finished

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from dabin.nn.convert import NORM_SPECS
 from dabin.report.tables import Average, Cell
 
 __all__ = ["PAPER_SUBSET", "average_text", "cell_text", "counts_text", "escape", "md_row", "md_table", "method_label",
@@ -24,8 +25,9 @@ def method_label(method: str) -> str:
 
 
 def norm_label(norm: str) -> str:
-    """``bin`` -> ``BIN``."""
-    return norm.upper()
+    """``bin`` -> ``BIN``, ``ibn_b`` -> ``IBN-b``: the norm's :attr:`~dabin.nn.convert.NormSpec.label`."""
+    spec = NORM_SPECS.get(norm)
+    return spec.label if spec is not None else norm.upper()
 
 
 def escape(text: str) -> str:

@@ -5,8 +5,12 @@ accuracy rises along an axis over the whole grid, the best setting sits at the g
 validator that rewards "more training" wins. For each (method, norm, task) this module averages
 each setting's target test accuracy at its last checkpoint over the seeds (the oracle, target
 labels: a description of the grid, never a selection), takes the best setting, and says for each
-axis whether its value there is the axis's lowest, highest or an interior value. It also counts
-the settings that failed as models:
+axis whether its value there is the lowest, highest or an interior value among the settings that
+hold every other axis at the best's values (the line through the best along that axis). On a full
+grid that line has every value of the axis; on a sparse one (a star around a centre, per-task
+values) a value run only elsewhere brackets nothing, so it does not count. *Interior* then means
+bracketed: a setting on each side of the best along the axis, both below it (the best is the
+maximum). It also counts the settings that failed as models:
 
 * **diverged**: in some seed, training stopped on a non-finite loss (the run failed) or every
   validator is undefined at the last point (non-finite outputs);
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from dabin.record import Run
 from dabin.report.pivot import group_by
@@ -42,7 +46,9 @@ class Optimum:
         task: ``Source→Target``.
         best: Axis key -> value of the best setting.
         accuracy: Its target test accuracy (%), mean over seeds.
-        position: Axis key -> ``low``, ``high`` or ``interior`` (an axis with one value: ``only``).
+        position: Axis key -> ``low``, ``high`` or ``interior`` on the line through the best along
+            that axis; ``alone``: the axis is swept but no other value lies on that line; ``only``:
+            the sweep has one value of the axis.
         settings: Settings compared.
         diverged: Settings that diverged (see the module docstring).
         collapsed: Settings that collapsed.
@@ -60,7 +66,7 @@ class Optimum:
 
     @property
     def interior(self) -> bool:
-        """Whether the best value is interior on every axis with three values or more."""
+        """Whether the best value is bracketed on every swept axis (interior on its line)."""
         return all(p in ("interior", "only") for p in self.position.values())
 
 
@@ -77,11 +83,20 @@ def _order(value: str) -> tuple[int, float | str]:
         return 1, value
 
 
-def _position(value: str, values: Sequence[str]) -> str:
-    ordered = sorted(set(values), key=_order)
+def _position(value: str, line: Sequence[str], values: set[str]) -> str:
+    """``value``'s place on its ``line`` (see the module docstring); ``values``: the axis's values anywhere."""
+    if len(values) == 1:
+        return "only"  # not a swept axis
+    ordered = sorted(set(line), key=_order)
     if len(ordered) == 1:
-        return "only"
+        return "alone"  # swept, but nothing else on the best's line: not bracketed
     return "low" if value == ordered[0] else "high" if value == ordered[-1] else "interior"
+
+
+def _line(settings: Iterable[Mapping[str, str]], best: Mapping[str, str], key: str) -> list[str]:
+    """The values of ``key`` among ``settings`` that agree with ``best`` on every other axis."""
+    others = {k: v for k, v in best.items() if k != key}
+    return [s[key] for s in settings if key in s and all(s.get(k) == v for k, v in others.items())]
 
 
 def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candidate]]) -> list[Optimum]:
@@ -119,7 +134,8 @@ def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candid
             continue
         best = max(mean, key=lambda h: (mean[h], h))
         parsed = {h: _setting(h) for h in (*settings, *diverged_runs)}
-        position = {key: _position(value, [p[key] for p in parsed.values() if key in p])
+        position = {key: _position(value, _line(parsed.values(), parsed[best], key),
+                                   {p[key] for p in parsed.values() if key in p})
                     for key, value in parsed[best].items()}
         diverged = diverged_runs | {h for h, points in settings.items()
                                     if any(all(not math.isfinite(v) for v in c.scores.values()) for c in points)}

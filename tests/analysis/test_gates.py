@@ -65,6 +65,30 @@ def test_domain_specific_bin_tables_carry_the_target_gate(tmp_path):
     assert plain.read_text().splitlines()[0] == "layer,stage,level,depth,channel,gate"
     assert all(TARGET_GATE_COLUMN not in r for r in read_gate_csv(plain))
 
+def test_dson_branches_each_get_a_gate_column(tmp_path):
+    """Domain generalization with dsbin: every training domain's branch gate is in the table."""
+    from dabin.nn.domain_stats import add_domain_stats, domain_slots
+
+    model = resnet18(norm="bin", width=4)
+    add_domain_stats(model, gates=True, slots=domain_slots(3))
+    layer = model.layer2[1].bn2
+    with torch.no_grad():  # each branch's gate moved to its own value: a swapped column would show
+        layer.gate.fill_(0.1)
+        layer._parameters["domain1_gate"].fill_(0.4)
+        layer._parameters["domain2_gate"].copy_(torch.linspace(0.0, 1.0, layer.num_features))
+    rows = gate_table(model)
+    moved = [r for r in rows if r["layer"] == "layer2.1.bn2"]
+    assert [r["gate"] for r in moved] == pytest.approx([0.1] * len(moved))
+    assert [r["domain1_gate"] for r in moved] == pytest.approx([0.4] * len(moved))
+    assert [r["domain2_gate"] for r in moved] == pytest.approx(torch.linspace(0.0, 1.0, layer.num_features).tolist())
+    path = tmp_path / "gates.csv"
+    write_gate_csv(model, path)
+    assert path.read_text().splitlines()[0] == "layer,stage,level,depth,channel,gate,domain1_gate,domain2_gate"
+    again = read_gate_csv(path)
+    assert [(r["gate"], r["domain1_gate"], r["domain2_gate"]) for r in again] == \
+        [(r["gate"], r["domain1_gate"], r["domain2_gate"]) for r in rows]
+
+
 
 def test_switch_table_is_the_softmax_of_each_layers_weights(tmp_path):
     import math

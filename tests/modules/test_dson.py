@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from dabin.analysis import read_gate_csv
 from dabin.errors import DabinError
 from dabin.modules import GeneralizationModule
 from dabin.nn.bin import _BatchInstanceNorm
 from dabin.nn.domain_stats import domain_slots
 from dabin.nn.gates import gate_parameters
-from dabin.record import RunRecord
+from dabin.record import GATES, RunRecord
 from tests.modules.conftest import DEMO, TINY, run
 
 K = 3
@@ -141,6 +142,11 @@ def test_fit_resume_and_reload_keep_every_branch(tmp_path: Path, capsys: pytest.
     # The three branches learned apart: their statistics differ after 6 steps on their own domains.
     key = next(k for k in state if k.endswith(".running_mean"))
     assert not torch.equal(state[key], state[key.replace("running_mean", "domain1_running_mean")])
+    # gates.csv holds every branch's gate, as the checkpoint has them.
+    gates = read_gate_csv(root / GATES)
+    first = next(k for k in state if k.endswith(".domain2_gate"))
+    layer = first.removeprefix("backbone.").removesuffix(".domain2_gate")
+    assert [r["domain2_gate"] for r in gates if r["layer"].endswith(layer)] == pytest.approx(state[first].tolist())
     # A checkpoint rebuilds the same branches (and routing) without the data module.
     reloaded = GeneralizationModule.load_from_checkpoint(root / "checkpoints" / "last.ckpt")
     assert reloaded.hparams.branch_domains == [0, 1, 3] and set(reloaded.state_dict()) == set(state)

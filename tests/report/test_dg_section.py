@@ -67,7 +67,7 @@ def test_an_ibn_sweep_gets_tllibs_ibn_net_row() -> None:
     runs = [dataclasses.replace(_run("erm", test, 0, 80.0, 50.0, 90.0, tuple(d for d in DOMAINS if d != test)),
                                 norm="ibn_a") for test in DOMAINS]
     text = "\n".join(section(_inputs(runs)).lines)
-    assert "| tllib ERM | IBN_B | 67.4 | 55.2 | 77.3 | 79.6 | 69.9 |" in text
+    assert "| tllib ERM | IBN-b | 67.4 | 55.2 | 77.3 | 79.6 | 69.9 |" in text
 
 
 def test_no_dg_runs_no_section() -> None:

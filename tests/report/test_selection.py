@@ -248,3 +248,38 @@ def test_setting_optima_name_the_oracles_best_setting_and_its_place_on_each_axis
         assert row["settings"] == "3" and row["diverged"] == "0"
         assert int(row["collapsed"]) == sum(statistics.mean(s) >= 50.0 for s in shares[task].values())
     assert "### Where the best setting lies" in (swept / "report.md").read_text()
+
+
+def test_a_sparse_grid_brackets_the_best_only_along_the_line_through_it() -> None:
+    """A star around a centre: a value run only off the best's line brackets nothing."""
+    from dabin.record import Run
+    from dabin.report.optimum import setting_optima
+    from dabin.report.selection import Candidate
+
+    def point(task: str, hparams: str, accuracy: float) -> tuple[str, tuple[Candidate, ...]]:
+        source, target = task.split("→")
+        run = Run(key=f"{task} {hparams}", line=0, method="dann", norm="bin", source=source, target=target, seed=0,
+                  fold=None, status="ok", reason="", test={}, model_selection="", hparams=hparams)
+        return run.key, (Candidate(run=run, step=10, scores={"im": 0.0}, accuracy=accuracy, last=True),)
+
+    star = {  # Aa→Bb: lr bracketed around 0.1 at λ 1; λ 0.3 run only at lr 0.3, so λ 1 is the low end of its line
+        "model.lr=0.1 model.lambda_max=1 trainer.max_steps=50": 80.0,
+        "model.lr=0.01 model.lambda_max=1 trainer.max_steps=50": 70.0,
+        "model.lr=0.3 model.lambda_max=1 trainer.max_steps=50": 60.0,
+        "model.lr=0.1 model.lambda_max=3 trainer.max_steps=50": 75.0,
+        "model.lr=0.3 model.lambda_max=0.3 trainer.max_steps=50": 50.0,
+    }
+    alone = {  # Bb→Cc: the best's λ has no other value on its line
+        "model.lr=0.1 model.lambda_max=1 trainer.max_steps=50": 60.0,
+        "model.lr=0.3 model.lambda_max=1 trainer.max_steps=50": 55.0,
+        "model.lr=0.01 model.lambda_max=1 trainer.max_steps=50": 58.0,
+        "model.lr=0.3 model.lambda_max=3 trainer.max_steps=50": 40.0,
+    }
+    candidates = dict(point("Aa→Bb", h, a) for h, a in star.items()) | dict(point("Bb→Cc", h, a) for h, a in alone.items())
+    runs = [c[0].run for c in candidates.values()]
+    first, second = setting_optima(runs, candidates)
+    assert first.best == {"model.lr": "0.1", "model.lambda_max": "1", "trainer.max_steps": "50"}
+    assert first.position == {"model.lr": "interior", "model.lambda_max": "low", "trainer.max_steps": "only"}
+    assert not first.interior and first.settings == 5
+    assert second.position == {"model.lr": "interior", "model.lambda_max": "alone", "trainer.max_steps": "only"}
+    assert not second.interior

@@ -40,3 +40,12 @@ def test_single_and_no_value():
     assert mean_ci([7.0, 7.0, 7.0]).half_width == 0.0
     with pytest.raises(DabinError, match="no values"):
         mean_ci([])
+
+
+def test_norm_labels_are_the_names_the_literature_uses() -> None:
+    from dabin.nn.convert import NORMS
+    from dabin.report.markdown import norm_label
+
+    assert [norm_label(n) for n in ("bn", "bin", "ibn_a", "ibn_b", "switchable", "transnorm", "mixstyle")] == \
+        ["BN", "BIN", "IBN-a", "IBN-b", "Switchable Norm", "TransNorm", "MixStyle"]
+    assert len({norm_label(n) for n in NORMS}) == len(NORMS)  # no two norms print alike

@@ -104,8 +104,9 @@ def _optima_section(optima: Sequence[Optimum]) -> list[str]:
     keys = list(dict.fromkeys(key for o in optima for key in o.best))
     lines = ["### Where the best setting lies", "",
              "Per task, the setting with the best target test accuracy at the last checkpoint (mean over seeds; the "
-             "oracle: this describes the grid, it selects nothing) and where its value lies on each axis: *low* or "
-             "*high* is the grid's edge (the optimum may lie beyond it), *interior* is bracketed. *Diverged*: training "
+             "oracle: this describes the grid, it selects nothing) and where its value lies on each axis, among the "
+             "settings that hold the other axes at the best's values: *low* or *high* is the edge (the optimum may "
+             "lie beyond it), *interior* is bracketed (a setting on each side, both below the best). *Diverged*: training "
              f"stopped on a non-finite loss; *collapsed*: at least {COLLAPSE_SHARE:.0f} % of the target predictions in "
              "one class.", ""]
     rows = [[f"{method_label(o.method)} {norm_label(o.norm)}", o.task,
