@@ -29,7 +29,7 @@ from torch import nn
 from dabin.errors import DabinError
 from dabin.io import atomic_open
 from dabin.nn.bin import _BatchInstanceNorm
-from dabin.nn.domain_stats import TARGET_GATE, is_gate_name
+from dabin.nn.domain_stats import TARGET_GATE, is_slot_gate_name
 from dabin.nn.switchable import SWITCH_ORDER, SwitchNorm2d
 
 __all__ = ["GATE_COLUMNS", "LEVELS", "SWITCH_COLUMNS", "TARGET_GATE_COLUMN", "gate_summary", "gate_table",
@@ -63,7 +63,7 @@ def gate_table(model: nn.Module) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for depth, ((name, layer), (stage, level)) in enumerate(zip(layers, _levels([name for name, _ in layers]))):
         slots = {key: gate.detach().float().cpu().tolist() for key, gate in layer.named_parameters(recurse=False)
-                 if key != "gate" and is_gate_name(key)}
+                 if is_slot_gate_name(key)}
         for channel, value in enumerate(layer.gate.detach().float().cpu().tolist()):
             row = {"layer": name, "stage": stage, "level": level, "depth": depth, "channel": channel,
                    "gate": float(value)}
@@ -73,7 +73,7 @@ def gate_table(model: nn.Module) -> list[dict[str, Any]]:
 
 def _slot_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     """The further gate columns of ``rows`` (domain-specific BIN), in the order they first appear."""
-    return list(dict.fromkeys(key for row in rows for key in row if key != "gate" and is_gate_name(key)))
+    return list(dict.fromkeys(key for row in rows for key in row if is_slot_gate_name(key)))
 
 
 def switch_table(model: nn.Module) -> list[dict[str, Any]]:
@@ -153,7 +153,7 @@ def write_gate_csv(model_or_rows: nn.Module | Sequence[dict[str, Any]], path: st
 def read_gate_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a gate table written by :func:`write_gate_csv` (numbers parsed; further gates where given)."""
     def parse(row: dict[str, Any]) -> dict[str, Any]:
-        slots = {key for key in row if key != "gate" and is_gate_name(key)}
+        slots = {key for key in row if is_slot_gate_name(key)}
         parsed = {key: value for key, value in row.items() if key not in slots}
         return {**parsed, "depth": int(row["depth"]), "channel": int(row["channel"]), "gate": float(row["gate"]),
                 **{key: float(row[key]) for key in slots if row[key]}}

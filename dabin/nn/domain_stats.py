@@ -38,8 +38,8 @@ from torch import nn
 
 from dabin.nn.bin import _BatchInstanceNorm
 
-__all__ = ["TARGET", "TARGET_GATE", "add_domain_stats", "branch", "domain_slots", "is_gate_name", "slot_stats",
-           "target_gate", "target_gates", "target_stats"]
+__all__ = ["TARGET", "TARGET_GATE", "add_domain_stats", "branch", "domain_slots", "is_gate_name", "is_slot_gate_name",
+           "slot_stats", "target_gate", "target_gates", "target_stats"]
 
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
 #: The slot of a source -> target model's second domain (its buffers are ``target_running_mean``, ...).
@@ -53,9 +53,14 @@ def domain_slots(num_domains: int) -> tuple[str, ...]:
     return tuple(f"domain{index}" for index in range(1, num_domains))
 
 
+def is_slot_gate_name(name: str) -> bool:
+    """Whether a BIN layer's parameter ``name`` is a slot's gate (``<slot>_gate``: ``target_gate``, ``domain1_gate``)."""
+    return name.endswith("_gate")
+
+
 def is_gate_name(name: str) -> bool:
     """Whether a BIN layer's parameter ``name`` is a gate: its own ``gate`` or a slot's ``<slot>_gate``."""
-    return name == "gate" or name.endswith("_gate")
+    return name == "gate" or is_slot_gate_name(name)
 
 
 def _layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
