@@ -10,7 +10,10 @@ hold every other axis at the best's values (the line through the best along that
 grid that line has every value of the axis; on a sparse one (a star around a centre, per-task
 values) a value run only elsewhere brackets nothing, so it does not count. *Interior* then means
 bracketed: a setting on each side of the best along the axis, both below it (the best is the
-maximum). It also counts the settings that failed as models:
+maximum). Settings that tie the best's accuracy form a plateau with it: on each axis the plateau's
+values on the line must be bracketed, and a line whose every value ties is *flat*; the best named
+among tied settings is the last in text order, and ``tied`` counts the others. It also counts the
+settings that failed as models:
 
 * **diverged**: in some seed, training stopped on a non-finite loss (the run failed) or every
   validator is undefined at the last point (non-finite outputs);
@@ -47,9 +50,10 @@ class Optimum:
         best: Axis key -> value of the best setting.
         accuracy: Its target test accuracy (%), mean over seeds.
         position: Axis key -> ``low``, ``high`` or ``interior`` on the line through the best along
-            that axis; ``alone``: the axis is swept but no other value lies on that line; ``only``:
-            the sweep has one value of the axis.
+            that axis; ``alone``: the axis is swept but no other value lies on that line; ``flat``:
+            every value on it ties the best; ``only``: the sweep has one value of the axis.
         settings: Settings compared.
+        tied: Other settings with the best's accuracy (the best is one of them by text order).
         diverged: Settings that diverged (see the module docstring).
         collapsed: Settings that collapsed.
     """
@@ -61,6 +65,7 @@ class Optimum:
     accuracy: float
     position: Mapping[str, str]
     settings: int
+    tied: int
     diverged: int
     collapsed: int
 
@@ -83,14 +88,22 @@ def _order(value: str) -> tuple[int, float | str]:
         return 1, value
 
 
-def _position(value: str, line: Sequence[str], values: set[str]) -> str:
-    """``value``'s place on its ``line`` (see the module docstring); ``values``: the axis's values anywhere."""
+def _position(line: Sequence[str], plateau: Sequence[str], values: set[str]) -> str:
+    """The best's place on its ``line`` (see the module docstring).
+
+    Args:
+        line: The axis's values on the line through the best.
+        plateau: Those of them whose settings tie the best (the best's own value among them).
+        values: The axis's values anywhere in the sweep.
+    """
     if len(values) == 1:
         return "only"  # not a swept axis
     ordered = sorted(set(line), key=_order)
     if len(ordered) == 1:
         return "alone"  # swept, but nothing else on the best's line: not bracketed
-    return "low" if value == ordered[0] else "high" if value == ordered[-1] else "interior"
+    top = sorted(set(plateau), key=_order)
+    at_low, at_high = top[0] == ordered[0], top[-1] == ordered[-1]
+    return "flat" if at_low and at_high else "low" if at_low else "high" if at_high else "interior"
 
 
 def _line(settings: Iterable[Mapping[str, str]], best: Mapping[str, str], key: str) -> list[str]:
@@ -132,11 +145,15 @@ def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candid
                 if h not in diverged_runs}
         if not mean:
             continue
-        best = max(mean, key=lambda h: (mean[h], h))
+        peak = max(mean.values())
+        # Accuracies are shares of one test set: equal ones differ by float rounding at most.
+        top = [h for h in mean if math.isclose(mean[h], peak, rel_tol=0.0, abs_tol=1e-9)]
+        best = max(top)
         parsed = {h: _setting(h) for h in (*settings, *diverged_runs)}
-        position = {key: _position(value, _line(parsed.values(), parsed[best], key),
+        position = {key: _position(_line(parsed.values(), parsed[best], key),
+                                   _line((parsed[h] for h in top), parsed[best], key),
                                    {p[key] for p in parsed.values() if key in p})
-                    for key, value in parsed[best].items()}
+                    for key in parsed[best]}
         diverged = diverged_runs | {h for h, points in settings.items()
                                     if any(all(not math.isfinite(v) for v in c.scores.values()) for c in points)}
         shares = {h: [c.max_class_share for c in points if c.max_class_share is not None]
@@ -144,7 +161,8 @@ def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candid
         collapsed = sum(bool(s) and sum(s) / len(s) >= COLLAPSE_SHARE for s in shares.values())
         method, norm, task = key
         optima.append(Optimum(method=method, norm=norm, task=task, best=parsed[best], accuracy=mean[best],
-                              position=position, settings=len(parsed), diverged=len(diverged), collapsed=collapsed))
+                              position=position, settings=len(parsed), tied=len(top) - 1,
+                              diverged=len(diverged), collapsed=collapsed))
     return optima
 
 
@@ -152,9 +170,9 @@ def optimum_csv(optima: Sequence[Optimum]) -> str:
     """``setting_optima.csv``: per (method, norm, task), the best setting, its accuracy, its position per axis."""
     keys = list(dict.fromkeys(key for o in optima for key in o.best))
     lines = [",".join(["method", "norm", "task", *keys, *(f"{k} position" for k in keys), "oracle_accuracy",
-                       "settings", "diverged", "collapsed"])]
+                       "settings", "tied", "diverged", "collapsed"])]
     for o in optima:
         lines.append(",".join([o.method, o.norm, o.task, *(o.best.get(k, "") for k in keys),
                                *(o.position.get(k, "") for k in keys), f"{o.accuracy:.4f}", str(o.settings),
-                               str(o.diverged), str(o.collapsed)]))
+                               str(o.tied), str(o.diverged), str(o.collapsed)]))
     return "\n".join(lines) + "\n"

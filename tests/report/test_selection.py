@@ -283,3 +283,42 @@ def test_a_sparse_grid_brackets_the_best_only_along_the_line_through_it() -> Non
     assert not first.interior and first.settings == 5
     assert second.position == {"model.lr": "interior", "model.lambda_max": "alone", "trainer.max_steps": "only"}
     assert not second.interior
+
+
+def test_settings_tied_with_the_best_are_bracketed_together_and_counted() -> None:
+    """A plateau of equal accuracies is bracketed only when settings below it lie on both sides."""
+    from dabin.record import Run
+    from dabin.report.optimum import optimum_csv, setting_optima
+    from dabin.report.selection import Candidate
+
+    def point(task: str, hparams: str, accuracy: float) -> tuple[str, tuple[Candidate, ...]]:
+        source, target = task.split("→")
+        run = Run(key=f"{task} {hparams}", line=0, method="dann", norm="bin", source=source, target=target, seed=0,
+                  fold=None, status="ok", reason="", test={}, model_selection="", hparams=hparams)
+        return run.key, (Candidate(run=run, step=10, scores={"im": 0.0}, accuracy=accuracy, last=True),)
+
+    edge = {  # Aa→Bb: λ 1 and 3 tie; nothing above 3, so the plateau reaches the line's high end
+        "model.lr=0.1 model.lambda_max=0.3": 80.0,
+        "model.lr=0.1 model.lambda_max=1": 84.6,
+        "model.lr=0.1 model.lambda_max=3": 84.6,
+        "model.lr=0.03 model.lambda_max=3": 82.0,
+        "model.lr=0.3 model.lambda_max=3": 13.2,
+    }
+    # λ 10 below the plateau brackets it; λ 1 above λ 3 by float rounding only (a mean over seeds) still ties,
+    # so the best stays λ 3, whose lr line is run (λ 1's has lr 0.1 alone).
+    bracketed = edge | {"model.lr=0.1 model.lambda_max=10": 70.0, "model.lr=0.1 model.lambda_max=1": 84.6 + 1e-12}
+    flat = {"model.lr=0.1 model.lambda_max=1": 50.0, "model.lr=0.1 model.lambda_max=3": 50.0,
+            "model.lr=0.3 model.lambda_max=3": 40.0, "model.lr=0.03 model.lambda_max=3": 45.0}
+    candidates = (dict(point("Aa→Bb", h, a) for h, a in edge.items())
+                  | dict(point("Bb→Cc", h, a) for h, a in bracketed.items())
+                  | dict(point("Cc→Dd", h, a) for h, a in flat.items()))
+    first, second, third = setting_optima([c[0].run for c in candidates.values()], candidates)
+    # The best named among tied settings is the last in text order ("3" after "1"); the other is counted.
+    assert first.best == {"model.lr": "0.1", "model.lambda_max": "3"} and first.tied == 1
+    assert first.position == {"model.lr": "interior", "model.lambda_max": "high"} and not first.interior
+    assert second.best == first.best and second.tied == 1 and second.position == {"model.lr": "interior", "model.lambda_max": "interior"}
+    assert second.interior
+    assert third.position == {"model.lr": "interior", "model.lambda_max": "flat"} and not third.interior
+    rows = [dict(zip(optimum_csv([first]).splitlines()[0].split(","), line.split(",")))
+            for line in optimum_csv([first, second, third]).splitlines()[1:]]
+    assert [row["tied"] for row in rows] == ["1", "1", "1"]

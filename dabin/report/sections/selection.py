@@ -106,11 +106,13 @@ def _optima_section(optima: Sequence[Optimum]) -> list[str]:
              "Per task, the setting with the best target test accuracy at the last checkpoint (mean over seeds; the "
              "oracle: this describes the grid, it selects nothing) and where its value lies on each axis, among the "
              "settings that hold the other axes at the best's values: *low* or *high* is the edge (the optimum may "
-             "lie beyond it), *interior* is bracketed (a setting on each side, both below the best). *Diverged*: training "
+             "lie beyond it), *interior* is bracketed (a setting on each side, both below the best; settings tied "
+             "with the best count as the best, and *flat* means all on the line tie). *Diverged*: training "
              f"stopped on a non-finite loss; *collapsed*: at least {COLLAPSE_SHARE:.0f} % of the target predictions in "
              "one class.", ""]
     rows = [[f"{method_label(o.method)} {norm_label(o.norm)}", o.task,
-             *(f"{o.best.get(k, '')} ({o.position.get(k, '')})" for k in keys), number_text(o.accuracy),
+             *(f"{o.best.get(k, '')} ({o.position.get(k, '')})" for k in keys),
+             number_text(o.accuracy) + (f" (tied by {o.tied} other setting{'s' * (o.tied > 1)})" if o.tied else ""),
              f"{o.diverged}/{o.settings}", f"{o.collapsed}/{o.settings}"] for o in optima]
     lines += md_table(["Run", "Task", *(f"`{k}`" for k in keys), "Accuracy", "Diverged", "Collapsed"], rows)
     inside = sum(o.interior for o in optima)
