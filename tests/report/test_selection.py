@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from dabin.cli import main
+from dabin.record import Run
+from dabin.report.selection import Candidate
 from tests.sweep.conftest import TINY_SPEC, fake_command, write_spec
 
 SPEC = TINY_SPEC.replace("methods: [dann, source_only, mixed]", "methods: [dann, mixed]").replace(
@@ -210,8 +212,7 @@ def test_select_without_evaluation_points_says_how_to_get_them(tmp_path: Path, c
 
 
 def test_over_runs_ranks_every_candidate_of_a_task_whatever_its_method_or_norm() -> None:
-    from dabin.record import Run
-    from dabin.report.selection import Candidate, validator_correlations
+    from dabin.report.selection import validator_correlations
 
     def run(key: str, method: str, norm: str) -> Run:
         return Run(key=key, line=0, method=method, norm=norm, source="Aa", target="Bb", seed=0, fold=None,
@@ -250,17 +251,17 @@ def test_setting_optima_name_the_oracles_best_setting_and_its_place_on_each_axis
     assert "### Where the best setting lies" in (swept / "report.md").read_text()
 
 
+def _optimum_point(task: str, hparams: str, accuracy: float) -> tuple[str, tuple[Candidate, ...]]:
+    """One finished DANN BIN run of ``task`` with ``hparams`` and its last checkpoint at ``accuracy`` (%)."""
+    source, target = task.split("→")
+    run = Run(key=f"{task} {hparams}", line=0, method="dann", norm="bin", source=source, target=target, seed=0,
+              fold=None, status="ok", reason="", test={}, model_selection="", hparams=hparams)
+    return run.key, (Candidate(run=run, step=10, scores={"im": 0.0}, accuracy=accuracy, last=True),)
+
+
 def test_a_sparse_grid_brackets_the_best_only_along_the_line_through_it() -> None:
     """A star around a centre: a value run only off the best's line brackets nothing."""
-    from dabin.record import Run
     from dabin.report.optimum import setting_optima
-    from dabin.report.selection import Candidate
-
-    def point(task: str, hparams: str, accuracy: float) -> tuple[str, tuple[Candidate, ...]]:
-        source, target = task.split("→")
-        run = Run(key=f"{task} {hparams}", line=0, method="dann", norm="bin", source=source, target=target, seed=0,
-                  fold=None, status="ok", reason="", test={}, model_selection="", hparams=hparams)
-        return run.key, (Candidate(run=run, step=10, scores={"im": 0.0}, accuracy=accuracy, last=True),)
 
     star = {  # Aa→Bb: lr bracketed around 0.1 at λ 1; λ 0.3 run only at lr 0.3, so λ 1 is the low end of its line
         "model.lr=0.1 model.lambda_max=1 trainer.max_steps=50": 80.0,
@@ -275,7 +276,7 @@ def test_a_sparse_grid_brackets_the_best_only_along_the_line_through_it() -> Non
         "model.lr=0.01 model.lambda_max=1 trainer.max_steps=50": 58.0,
         "model.lr=0.3 model.lambda_max=3 trainer.max_steps=50": 40.0,
     }
-    candidates = dict(point("Aa→Bb", h, a) for h, a in star.items()) | dict(point("Bb→Cc", h, a) for h, a in alone.items())
+    candidates = dict(_optimum_point("Aa→Bb", h, a) for h, a in star.items()) | dict(_optimum_point("Bb→Cc", h, a) for h, a in alone.items())
     runs = [c[0].run for c in candidates.values()]
     first, second = setting_optima(runs, candidates)
     assert first.best == {"model.lr": "0.1", "model.lambda_max": "1", "trainer.max_steps": "50"}
@@ -287,15 +288,7 @@ def test_a_sparse_grid_brackets_the_best_only_along_the_line_through_it() -> Non
 
 def test_settings_tied_with_the_best_are_bracketed_together_and_counted() -> None:
     """A plateau of equal accuracies is bracketed only when settings below it lie on both sides."""
-    from dabin.record import Run
     from dabin.report.optimum import optimum_csv, setting_optima
-    from dabin.report.selection import Candidate
-
-    def point(task: str, hparams: str, accuracy: float) -> tuple[str, tuple[Candidate, ...]]:
-        source, target = task.split("→")
-        run = Run(key=f"{task} {hparams}", line=0, method="dann", norm="bin", source=source, target=target, seed=0,
-                  fold=None, status="ok", reason="", test={}, model_selection="", hparams=hparams)
-        return run.key, (Candidate(run=run, step=10, scores={"im": 0.0}, accuracy=accuracy, last=True),)
 
     edge = {  # Aa→Bb: λ 1 and 3 tie; nothing above 3, so the plateau reaches the line's high end
         "model.lr=0.1 model.lambda_max=0.3": 80.0,
@@ -309,9 +302,9 @@ def test_settings_tied_with_the_best_are_bracketed_together_and_counted() -> Non
     bracketed = edge | {"model.lr=0.1 model.lambda_max=10": 70.0, "model.lr=0.1 model.lambda_max=1": 84.6 + 1e-12}
     flat = {"model.lr=0.1 model.lambda_max=1": 50.0, "model.lr=0.1 model.lambda_max=3": 50.0,
             "model.lr=0.3 model.lambda_max=3": 40.0, "model.lr=0.03 model.lambda_max=3": 45.0}
-    candidates = (dict(point("Aa→Bb", h, a) for h, a in edge.items())
-                  | dict(point("Bb→Cc", h, a) for h, a in bracketed.items())
-                  | dict(point("Cc→Dd", h, a) for h, a in flat.items()))
+    candidates = (dict(_optimum_point("Aa→Bb", h, a) for h, a in edge.items())
+                  | dict(_optimum_point("Bb→Cc", h, a) for h, a in bracketed.items())
+                  | dict(_optimum_point("Cc→Dd", h, a) for h, a in flat.items()))
     first, second, third = setting_optima([c[0].run for c in candidates.values()], candidates)
     # The best named among tied settings is the last in text order ("3" after "1"); the other is counted.
     assert first.best == {"model.lr": "0.1", "model.lambda_max": "3"} and first.tied == 1
