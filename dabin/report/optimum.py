@@ -12,7 +12,8 @@ values) a value run only elsewhere brackets nothing, so it does not count. *Inte
 bracketed: a setting on each side of the best along the axis, both below it (the best is the
 maximum). Settings that tie the best's accuracy form a plateau with it: on each axis the plateau's
 values on the line must be bracketed, and a line whose every value ties is *flat*; the best named
-among tied settings is the last in text order, and ``tied`` counts the others. It also counts the
+among tied settings is the one interior on most axes (then the last in text order), and ``tied``
+counts the others. It also counts the
 settings that failed as models:
 
 * **diverged**: in some seed, training stopped on a non-finite loss (the run failed) or every
@@ -53,7 +54,7 @@ class Optimum:
             that axis; ``alone``: the axis is swept but no other value lies on that line; ``flat``:
             every value on it ties the best; ``only``: the sweep has one value of the axis.
         settings: Settings compared.
-        tied: Other settings with the best's accuracy (the best is one of them by text order).
+        tied: Other settings with the best's accuracy (the best is the tied one interior on most axes).
         diverged: Settings that diverged (see the module docstring).
         collapsed: Settings that collapsed.
     """
@@ -148,12 +149,18 @@ def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candid
         peak = max(mean.values())
         # Accuracies are shares of one test set: equal ones differ by float rounding at most.
         top = [h for h in mean if math.isclose(mean[h], peak, rel_tol=0.0, abs_tol=1e-9)]
-        best = max(top)
         parsed = {h: _setting(h) for h in (*settings, *diverged_runs)}
-        position = {key: _position(_line(parsed.values(), parsed[best], key),
-                                   _line((parsed[h] for h in top), parsed[best], key),
+
+        def positions(h: str) -> dict[str, str]:
+            return {key: _position(_line(parsed.values(), parsed[h], key),
+                                   _line((parsed[t] for t in top), parsed[h], key),
                                    {p[key] for p in parsed.values() if key in p})
-                    for key in parsed[best]}
+                    for key in parsed[h]}
+
+        # Among tied settings, the one whose lines bracket the most (the others' lines may be unexplored).
+        placed = {h: positions(h) for h in top}
+        best = max(top, key=lambda h: (sum(p == "interior" for p in placed[h].values()), h))
+        position = placed[best]
         diverged = diverged_runs | {h for h, points in settings.items()
                                     if any(all(not math.isfinite(v) for v in c.scores.values()) for c in points)}
         shares = {h: [c.max_class_share for c in points if c.max_class_share is not None]

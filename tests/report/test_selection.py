@@ -276,7 +276,8 @@ def test_a_sparse_grid_brackets_the_best_only_along_the_line_through_it() -> Non
         "model.lr=0.01 model.lambda_max=1 trainer.max_steps=50": 58.0,
         "model.lr=0.3 model.lambda_max=3 trainer.max_steps=50": 40.0,
     }
-    candidates = dict(_optimum_point("Aa→Bb", h, a) for h, a in star.items()) | dict(_optimum_point("Bb→Cc", h, a) for h, a in alone.items())
+    candidates = (dict(_optimum_point("Aa→Bb", h, a) for h, a in star.items())
+                  | dict(_optimum_point("Bb→Cc", h, a) for h, a in alone.items()))
     runs = [c[0].run for c in candidates.values()]
     first, second = setting_optima(runs, candidates)
     assert first.best == {"model.lr": "0.1", "model.lambda_max": "1", "trainer.max_steps": "50"}
@@ -302,16 +303,24 @@ def test_settings_tied_with_the_best_are_bracketed_together_and_counted() -> Non
     bracketed = edge | {"model.lr=0.1 model.lambda_max=10": 70.0, "model.lr=0.1 model.lambda_max=1": 84.6 + 1e-12}
     flat = {"model.lr=0.1 model.lambda_max=1": 50.0, "model.lr=0.1 model.lambda_max=3": 50.0,
             "model.lr=0.3 model.lambda_max=3": 40.0, "model.lr=0.03 model.lambda_max=3": 45.0}
+    # Dd→Ee: 4,800 and 9,600 steps tie; only 4,800's lr line is run, so it is named although 9,600 sorts last.
+    longer = {"model.lr=0.1 trainer.max_steps=4800": 87.9, "model.lr=0.1 trainer.max_steps=9600": 87.9,
+              "model.lr=0.1 trainer.max_steps=2400": 83.5, "model.lr=0.03 trainer.max_steps=4800": 79.1,
+              "model.lr=0.3 trainer.max_steps=4800": 9.9}
     candidates = (dict(_optimum_point("Aa→Bb", h, a) for h, a in edge.items())
                   | dict(_optimum_point("Bb→Cc", h, a) for h, a in bracketed.items())
-                  | dict(_optimum_point("Cc→Dd", h, a) for h, a in flat.items()))
-    first, second, third = setting_optima([c[0].run for c in candidates.values()], candidates)
-    # The best named among tied settings is the last in text order ("3" after "1"); the other is counted.
+                  | dict(_optimum_point("Cc→Dd", h, a) for h, a in flat.items())
+                  | dict(_optimum_point("Dd→Ee", h, a) for h, a in longer.items()))
+    first, second, third, fourth = setting_optima([c[0].run for c in candidates.values()], candidates)
+    # λ 3 is named: its lr line is run (λ 1's has lr 0.1 alone); the other tied setting is counted.
     assert first.best == {"model.lr": "0.1", "model.lambda_max": "3"} and first.tied == 1
     assert first.position == {"model.lr": "interior", "model.lambda_max": "high"} and not first.interior
-    assert second.best == first.best and second.tied == 1 and second.position == {"model.lr": "interior", "model.lambda_max": "interior"}
+    assert second.best == first.best and second.tied == 1
+    assert second.position == {"model.lr": "interior", "model.lambda_max": "interior"}
     assert second.interior
     assert third.position == {"model.lr": "interior", "model.lambda_max": "flat"} and not third.interior
+    assert fourth.best == {"model.lr": "0.1", "trainer.max_steps": "4800"} and fourth.tied == 1
+    assert fourth.position == {"model.lr": "interior", "trainer.max_steps": "high"} and not fourth.interior
     rows = [dict(zip(optimum_csv([first]).splitlines()[0].split(","), line.split(",")))
             for line in optimum_csv([first, second, third]).splitlines()[1:]]
     assert [row["tied"] for row in rows] == ["1", "1", "1"]
