@@ -51,5 +51,7 @@ def main(argv: Sequence[str]) -> int:
     print(f"report: {report.path} ({finished} of {len(runs)} runs finished; {len(written) - 1} tables and plots "
           f"beside it)")
     if finished < len(runs):
-        print(f"note: {len(runs) - finished} runs have no result; the report lists them", file=sys.stderr)
+        missing = len(runs) - finished
+        print(f"note: {missing} {'run has' if missing == 1 else 'runs have'} no result; the report lists them",
+              file=sys.stderr)
     return 0
