@@ -13,8 +13,7 @@ bracketed: a setting on each side of the best along the axis, both below it (the
 maximum). Settings that tie the best's accuracy form a plateau with it: on each axis the plateau's
 values on the line must be bracketed, and a line whose every value ties is *flat*; the best named
 among tied settings is the one interior on most axes (then the last in text order), and ``tied``
-counts the others. It also counts the
-settings that failed as models:
+counts the others. It also counts the settings that failed as models:
 
 * **diverged**: in some seed, training stopped on a non-finite loss (the run failed) or every
   validator is undefined at the last point (non-finite outputs);
@@ -150,11 +149,15 @@ def setting_optima(runs: Sequence[Run], candidates: Mapping[str, Sequence[Candid
         # Accuracies are shares of one test set: equal ones differ by float rounding at most.
         top = [h for h in mean if math.isclose(mean[h], peak, rel_tol=0.0, abs_tol=1e-9)]
         parsed = {h: _setting(h) for h in (*settings, *diverged_runs)}
+        # Axis key -> its values anywhere in the sweep of this (method, norm, task).
+        swept_values: dict[str, set[str]] = {}
+        for setting in parsed.values():
+            for axis, value in setting.items():
+                swept_values.setdefault(axis, set()).add(value)
 
         def positions(h: str) -> dict[str, str]:
             return {key: _position(_line(parsed.values(), parsed[h], key),
-                                   _line((parsed[t] for t in top), parsed[h], key),
-                                   {p[key] for p in parsed.values() if key in p})
+                                   _line((parsed[t] for t in top), parsed[h], key), swept_values[key])
                     for key in parsed[h]}
 
         # Among tied settings, the one whose lines bracket the most (the others' lines may be unexplored).

@@ -7,6 +7,7 @@ every expected number is computed here by hand from the runs' ``metrics.json``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import statistics
 from collections import defaultdict
@@ -321,6 +322,5 @@ def test_settings_tied_with_the_best_are_bracketed_together_and_counted() -> Non
     assert third.position == {"model.lr": "interior", "model.lambda_max": "flat"} and not third.interior
     assert fourth.best == {"model.lr": "0.1", "trainer.max_steps": "4800"} and fourth.tied == 1
     assert fourth.position == {"model.lr": "interior", "trainer.max_steps": "high"} and not fourth.interior
-    rows = [dict(zip(optimum_csv([first]).splitlines()[0].split(","), line.split(",")))
-            for line in optimum_csv([first, second, third]).splitlines()[1:]]
+    rows = list(csv.DictReader(io.StringIO(optimum_csv([first, second, third]))))
     assert [row["tied"] for row in rows] == ["1", "1", "1"]
